@@ -1,0 +1,240 @@
+"""Typed, validated configuration: conf/base.yaml, then the environment's file, then --set overrides.
+
+Everything is checked before any Spark work starts; a bad key fails with its dotted name and its value.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import typing
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from dlspark.errors import ConfigError
+from dlspark.schemas import CANONICAL_FIELDS, REQUIRED_FIELDS
+
+DEFAULT_CONFIG = Path("conf/local.yaml")
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class SparkConfig(_Section):
+    """How to build the SparkSession. Under spark-submit, `master` is ignored: spark-submit's --master wins."""
+
+    master: str = "local[*]"
+    app_name: str = "dlspark"
+    log_level: Literal["ERROR", "WARN", "INFO", "DEBUG"] = "WARN"
+    executor_python: str | None = Field(
+        None, description="Python the executors run; local masters default to the driver's own interpreter."
+    )
+    ship_package: bool = Field(False, description="Zip the dlspark package and add it to the executors' path.")
+    conf: dict[str, str] = {}
+
+
+class DataConfig(_Section):
+    """One data root; every stage reads and writes below it (see README, 'Data layout')."""
+
+    root: str
+
+
+class FeedConfig(_Section):
+    """One raw feed: where its files are, their format, and which source field holds each canonical field."""
+
+    format: Literal["csv", "json", "parquet"]
+    path: str = Field(description="Directory under raw/ holding date=YYYY-MM-DD/ folders of files.")
+    fields: list[str] | None = Field(None, description="CSV: every source column, in the file's order.")
+    columns: dict[str, str] = Field(description="canonical field -> source field")
+    time_format: str | None = Field(None, description="Spark datetime pattern; empty means ISO 8601.")
+    options: dict[str, str] = {}
+
+    @model_validator(mode="after")
+    def _check_mapping(self) -> FeedConfig:
+        unknown = sorted(set(self.columns) - set(CANONICAL_FIELDS))
+        if unknown:
+            raise ValueError(f"unknown canonical field(s) {unknown} in columns; known: {list(CANONICAL_FIELDS)}")
+        missing = [f for f in REQUIRED_FIELDS if f not in self.columns]
+        if missing:
+            raise ValueError(f"columns must map the required field(s) {missing}")
+        if self.format == "csv" and not self.fields:
+            raise ValueError("a csv feed needs 'fields': its source columns in the file's order")
+        if self.fields is not None:
+            absent = sorted(set(self.columns.values()) - set(self.fields))
+            if absent:
+                raise ValueError(f"columns name source field(s) {absent} that are not in fields {self.fields}")
+        return self
+
+
+class CleanConfig(_Section):
+    """Validation bounds; a row outside them is quarantined with the rule's name as its reason."""
+
+    max_quantity: int = Field(10_000, gt=0)
+    max_unit_price: float = Field(1_000_000.0, gt=0, le=1e9)
+
+
+class DedupConfig(_Section):
+    """Replay removal and product resolution (MinHash LSH over character shingles of normalised names)."""
+
+    shingle_size: int = Field(3, ge=2, le=8)
+    bands: int = Field(16, ge=1, description="LSH bands; more bands find more candidate pairs.")
+    rows_per_band: int = Field(2, ge=1, description="MinHash values per band; more rows, fewer candidates.")
+    min_similarity: float = Field(0.5, gt=0, le=1, description="Jaccard similarity needed to merge two ids.")
+    same_category: bool = Field(True, description="Only compare products of the same category (blocking).")
+    same_sizes: bool = Field(True, description="Only merge names whose sizes ('1l', '6pk') agree.")
+    max_word_edits: int = Field(
+        2, ge=0, description="Letter edits allowed between the words two names do not share (a swap is 2)."
+    )
+    max_iterations: int = Field(20, ge=1, description="Cap on connected-components rounds.")
+    seed: int = 42
+
+
+class GenerateConfig(_Section):
+    """Demo data: sizes and rates of what the generator plants."""
+
+    orders: int = Field(20_000, gt=0)
+    days: int = Field(14, gt=0)
+    seed: int = 7
+    start_date: dt.date = dt.date(2026, 1, 1)
+    products: int = Field(300, ge=20)
+    customers: int = Field(2_000, gt=0)
+    groups: int = Field(10, ge=1)
+    group_rate: float = Field(0.3, ge=0, le=1, description="Share of orders that contain a planted group.")
+    replay_rate: float = Field(0.02, ge=0, le=1)
+    bad_rate: float = Field(0.01, ge=0, le=0.5)
+    orders_per_file: int = Field(200_000, gt=0)
+
+
+class PipelineConfig(_Section):
+    spark: SparkConfig = SparkConfig()
+    data: DataConfig
+    feeds: dict[str, FeedConfig]
+    clean: CleanConfig = CleanConfig()
+    dedup: DedupConfig = DedupConfig()
+    generate: GenerateConfig = GenerateConfig()
+
+    @model_validator(mode="after")
+    def _check_feeds(self) -> PipelineConfig:
+        if not self.feeds:
+            raise ValueError("at least one feed is needed under 'feeds'")
+        return self
+
+
+def load_config(path: str | Path | None = None, overrides: Iterable[str] = ()) -> PipelineConfig:
+    """Load base.yaml (beside the file), the file itself, then `key=value` overrides, and validate the result."""
+    path = Path(path) if path is not None else DEFAULT_CONFIG
+    if not path.is_file():
+        raise ConfigError(f"config file {str(path)!r} not found; pass --config conf/local.yaml (or another env file)")
+    merged: dict[str, Any] = {}
+    base = path.parent / "base.yaml"
+    if base.is_file() and base.resolve() != path.resolve():
+        merged = _read_yaml(base)
+    merged = _deep_merge(merged, _read_yaml(path))
+    for item in overrides:
+        _apply_override(merged, item)
+    try:
+        return PipelineConfig.model_validate(merged)
+    except ValidationError as err:
+        raise ConfigError(_describe(err, path)) from None
+
+
+def _read_yaml(path: Path) -> dict[str, Any]:
+    try:
+        loaded = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except yaml.YAMLError as err:
+        raise ConfigError(f"{path}: not valid YAML: {err}") from None
+    if not isinstance(loaded, dict):
+        raise ConfigError(f"{path}: the top level must be a mapping of sections, got {type(loaded).__name__}")
+    return loaded
+
+
+def _deep_merge(base: Mapping[str, Any], top: Mapping[str, Any]) -> dict[str, Any]:
+    merged = dict(base)
+    for key, value in top.items():
+        if isinstance(value, Mapping) and isinstance(merged.get(key), Mapping):
+            merged[key] = _deep_merge(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
+
+
+def _apply_override(merged: dict[str, Any], item: str) -> None:
+    """Set one `section.key=value`; free-form maps (spark.conf, options) take the rest of the dotted name as key."""
+    key, sep, raw = item.partition("=")
+    if not sep or not key:
+        raise ConfigError(f"--set {item!r}: expected section.key=value, e.g. --set data.root=/tmp/dlspark")
+    parts = _split_key(key.strip())
+    node = merged
+    for part in parts[:-1]:
+        child = node.get(part)
+        if child is None:
+            child = node[part] = {}
+        if not isinstance(child, dict):
+            raise ConfigError(f"--set {key}: {part!r} is a value, not a section")
+        node = child
+    node[parts[-1]] = _parse_value(raw.strip())
+
+
+def _split_key(key: str) -> list[str]:
+    words = key.split(".")
+    parts: list[str] = []
+    model: Any = PipelineConfig
+    i = 0
+    while i < len(words):
+        parts.append(words[i])
+        field = model.model_fields.get(words[i]) if isinstance(model, type) and issubclass(model, BaseModel) else None
+        i += 1
+        if field is None:
+            continue  # unknown key: validation will name it
+        model = field.annotation
+        if typing.get_origin(model) is dict:
+            value_type = typing.get_args(model)[1]
+            if isinstance(value_type, type) and issubclass(value_type, BaseModel):
+                if i < len(words):  # the map's key, then the model's fields
+                    parts.append(words[i])
+                    i += 1
+                model = value_type
+            else:
+                if i < len(words):  # free-form map: the rest is one key
+                    parts.append(".".join(words[i:]))
+                return parts
+    return parts
+
+
+def _parse_value(raw: str) -> Any:
+    """Lists and maps are YAML (`[a, b]`); scalars stay strings and the field's type converts them."""
+    if raw[:1] in "[{":
+        try:
+            return yaml.safe_load(raw)
+        except yaml.YAMLError as err:
+            raise ConfigError(f"--set value {raw!r} is not valid YAML: {err}") from None
+    if raw in ("null", "~"):
+        return None
+    return raw
+
+
+def _describe(err: ValidationError, path: Path) -> str:
+    lines = [f"invalid configuration (from {path} and --set):"]
+    for problem in err.errors():
+        key = ".".join(str(p) for p in problem["loc"]) or "(top level)"
+        given = problem.get("input")
+        if problem["type"] == "extra_forbidden":
+            lines.append(f"  {key}: unknown key (value {given!r}); check its spelling against conf/base.yaml")
+        elif problem["type"] == "missing":
+            lines.append(f"  {key}: required but not set; add it to the config file or pass --set {key}=...")
+        else:
+            message = problem["msg"].removeprefix("Value error, ")
+            shown = "" if isinstance(given, dict) else f" (got {given!r})"
+            lines.append(f"  {key}: {message}{shown}")
+    return "\n".join(lines)
+
+
+def config_hash(cfg: PipelineConfig) -> str:
+    """A short, stable fingerprint of the whole configuration, for reports and manifests."""
+    import hashlib
+
+    return hashlib.sha256(cfg.model_dump_json().encode()).hexdigest()[:16]

@@ -1,0 +1,97 @@
+"""The data layout under one root (README, "Data layout"), and small-file I/O that works on any filesystem."""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from typing import Any
+
+from pyarrow import fs as pafs
+
+from dlspark.errors import InputError
+
+
+def _is_uri(path: str) -> bool:
+    return "://" in path
+
+
+@dataclass(frozen=True)
+class Layout:
+    """Paths of every dataset under `root`; a local root is made absolute so executors see the same place."""
+
+    root: str
+
+    @classmethod
+    def at(cls, root: str) -> Layout:
+        return cls(root.rstrip("/") if _is_uri(root) else os.path.abspath(root))
+
+    def path(self, *parts: str) -> str:
+        return "/".join([self.root, *parts])
+
+    @property
+    def raw(self) -> str:
+        return self.path("raw")
+
+    @property
+    def truth(self) -> str:
+        return self.path("truth")
+
+    @property
+    def ingested(self) -> str:
+        return self.path("ingested")
+
+    @property
+    def clean(self) -> str:
+        return self.path("clean")
+
+    @property
+    def events(self) -> str:
+        return self.path("events")
+
+    @property
+    def products(self) -> str:
+        return self.path("products")
+
+    def quarantine(self, stage: str | None = None) -> str:
+        return self.path("quarantine", f"stage={stage}") if stage else self.path("quarantine")
+
+    def report(self, dataset: str) -> str:
+        """A stage's JSON report lives beside (inside) the dataset it wrote; Spark skips `_` files."""
+        return f"{dataset}/_report.json"
+
+
+def filesystem(path: str) -> tuple[pafs.FileSystem, str]:
+    """The pyarrow filesystem for a local path or a URI (file://, hdfs://, s3://), and the path within it."""
+    return pafs.FileSystem.from_uri(path if _is_uri(path) else os.path.abspath(path))
+
+
+def exists(path: str) -> bool:
+    fs, inner = filesystem(path)
+    return fs.get_file_info(inner).type != pafs.FileType.NotFound
+
+
+def write_bytes(path: str, data: bytes) -> None:
+    fs, inner = filesystem(path)
+    fs.create_dir(inner.rsplit("/", 1)[0], recursive=True)
+    with fs.open_output_stream(inner) as out:
+        out.write(data)
+
+
+def write_json(path: str, payload: Any) -> None:
+    write_bytes(path, (json.dumps(payload, indent=2, sort_keys=False, default=str) + "\n").encode())
+
+
+def read_json(path: str) -> Any:
+    fs, inner = filesystem(path)
+    try:
+        with fs.open_input_stream(inner) as src:
+            return json.loads(src.read())
+    except FileNotFoundError:
+        raise InputError(f"{path} does not exist; run the stage that writes it first") from None
+
+
+def delete_dir(path: str) -> None:
+    fs, inner = filesystem(path)
+    if fs.get_file_info(inner).type != pafs.FileType.NotFound:
+        fs.delete_dir(inner)

@@ -1,0 +1,51 @@
+"""The stages in order, run by name; what each produced is its StageReport."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+
+from pyspark.sql import SparkSession
+
+from dlspark.config import PipelineConfig
+from dlspark.report import StageReport
+from dlspark.stages import clean, dedup, ingest
+
+log = logging.getLogger(__name__)
+
+StageFn = Callable[[SparkSession, PipelineConfig], StageReport]
+STAGES: dict[str, StageFn] = {"ingest": ingest.run, "clean": clean.run, "dedup": dedup.run}
+
+
+def run_stage(name: str, spark: SparkSession, cfg: PipelineConfig) -> StageReport:
+    log.info("stage %s: starting", name)
+    report = STAGES[name](spark, cfg)
+    log.info("stage %s: done in %.1f s", name, report.seconds)
+    return report
+
+
+def run_stages(names: list[str], spark: SparkSession, cfg: PipelineConfig) -> list[StageReport]:
+    return [run_stage(name, spark, cfg) for name in names]
+
+
+def format_reports(reports: list[StageReport]) -> str:
+    """A small table a person can read: rows in and out of each stage, and why rows were set aside."""
+    header = f"{'stage':<8} {'rows in':>11} {'rows out':>11} {'quarantined':>12} {'removed':>9} {'seconds':>8}"
+    lines = [header, "-" * len(header)]
+    for r in reports:
+        lines.append(
+            f"{r.stage:<8} {r.rows_in:>11,} {r.rows_out:>11,} {r.quarantined_total:>12,} "
+            f"{sum(r.removed.values()):>9,} {r.seconds:>8.1f}"
+        )
+    for r in reports:
+        if r.quarantined:
+            reasons = ", ".join(f"{k} {v:,}" for k, v in sorted(r.quarantined.items(), key=lambda kv: -kv[1]))
+            lines.append(f"  {r.stage} quarantine: {reasons}")
+        if r.removed:
+            lines.append("  " + r.stage + " removed: " + ", ".join(f"{k} {v:,}" for k, v in r.removed.items()))
+        interesting = {k: v for k, v in r.details.items() if not k.startswith("rows_in.")}
+        if interesting:
+            lines.append(
+                "  " + r.stage + ": " + ", ".join(f"{k.replace('_', ' ')} {v}" for k, v in interesting.items())
+            )
+    return "\n".join(lines)

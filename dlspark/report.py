@@ -1,0 +1,52 @@
+"""Stage reports: the small JSON each stage writes beside its output, and the checks that its counts add up."""
+
+from __future__ import annotations
+
+import datetime as dt
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from dlspark import __version__
+from dlspark import layout as io_
+
+
+@dataclass
+class StageReport:
+    """What one stage read, wrote and set aside; `rows_in == rows_out + sum(quarantined)` plus any removals."""
+
+    stage: str
+    rows_in: int = 0
+    rows_out: int = 0
+    quarantined: dict[str, int] = field(default_factory=dict)
+    removed: dict[str, int] = field(default_factory=dict)
+    details: dict[str, Any] = field(default_factory=dict)
+    seconds: float = 0.0
+    started_at: str = field(default_factory=lambda: dt.datetime.now(dt.UTC).isoformat(timespec="seconds"))
+    config_hash: str = ""
+    code_version: str = __version__
+
+    @property
+    def quarantined_total(self) -> int:
+        return sum(self.quarantined.values())
+
+    def balanced(self) -> bool:
+        return self.rows_in == self.rows_out + self.quarantined_total + sum(self.removed.values())
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**asdict(self), "quarantined_total": self.quarantined_total, "balanced": self.balanced()}
+
+    def write(self, path: str) -> None:
+        io_.write_json(path, self.to_dict())
+
+
+class Timer:
+    """Wall-clock seconds of a `with` block, rounded for reports."""
+
+    def __enter__(self) -> Timer:
+        self._start = time.monotonic()
+        self.seconds = 0.0
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.seconds = round(time.monotonic() - self._start, 2)

@@ -1,0 +1,75 @@
+"""The one place that builds a SparkSession: used by the CLI, the spark-submit jobs and the tests."""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import sys
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from pyspark.sql import SparkSession
+
+from dlspark.config import SparkConfig
+
+log = logging.getLogger(__name__)
+
+# Settings every dlspark session needs, whatever the environment; conf files may override them.
+DEFAULTS = {
+    "spark.sql.session.timeZone": "UTC",
+    "spark.sql.legacy.timeParserPolicy": "CORRECTED",
+    "spark.sql.parquet.compression.codec": "snappy",
+}
+
+
+def under_spark_submit() -> bool:
+    """True when spark-submit started this Python process (it hands over a running gateway)."""
+    return "PYSPARK_GATEWAY_PORT" in os.environ
+
+
+def build_session(cfg: SparkConfig) -> SparkSession:
+    """Build (or join) the SparkSession described by `cfg`.
+
+    In local mode the executors run this very interpreter, so they import the same dlspark, numpy and pyarrow
+    (STACK.md: otherwise they run `python3` from PATH). Under spark-submit its --master is kept.
+    """
+    is_local = cfg.master.startswith("local")
+    python = cfg.executor_python or (sys.executable if is_local and not under_spark_submit() else None)
+    if python:
+        os.environ["PYSPARK_PYTHON"] = python
+    builder = SparkSession.builder.appName(cfg.app_name)
+    if not under_spark_submit():
+        builder = builder.master(cfg.master)
+    settings = {**DEFAULTS, "spark.ui.showConsoleProgress": str(sys.stderr.isatty()).lower(), **cfg.conf}
+    if python:
+        settings["spark.pyspark.python"] = python
+    for key, value in settings.items():
+        builder = builder.config(key, value)
+    spark = builder.getOrCreate()
+    spark.sparkContext.setLogLevel(cfg.log_level)
+    if cfg.ship_package:
+        spark.sparkContext.addPyFile(_zip_package())
+    log.info("Spark %s, master %s, app %s", spark.version, spark.sparkContext.master, spark.sparkContext.appName)
+    return spark
+
+
+@contextmanager
+def spark_session(cfg: SparkConfig) -> Iterator[SparkSession]:
+    """A SparkSession that is stopped on every way out."""
+    spark = build_session(cfg)
+    try:
+        yield spark
+    finally:
+        spark.stop()
+
+
+def _zip_package() -> str:
+    """Zip the dlspark package so executors without it installed can import it (spark.ship_package)."""
+    package_dir = Path(__file__).resolve().parent
+    target = Path(tempfile.mkdtemp(prefix="dlspark-pkg-")) / "dlspark"
+    archive = shutil.make_archive(str(target), "zip", root_dir=package_dir.parent, base_dir="dlspark")
+    log.info("shipping %s to the executors", archive)
+    return archive

@@ -1,0 +1,251 @@
+"""Deduplicate: drop replayed events, and resolve near-duplicate product records into canonical products.
+
+Replays: one event id delivered more than once (also across feeds); the earliest delivery is kept.
+Products: source ids whose normalised names are near-identical (MinHash LSH over character shingles, blocked
+by category, confirmed by exact Jaccard similarity and equal sizes) become one canonical product.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from pyspark import StorageLevel
+from pyspark.ml.feature import HashingTF, MinHashLSH
+from pyspark.ml.functions import vector_to_array
+from pyspark.sql import Column, DataFrame, SparkSession
+from pyspark.sql import functions as F
+
+from dlspark.config import DedupConfig, PipelineConfig
+from dlspark.errors import AccountingError
+from dlspark.layout import Layout
+from dlspark.report import StageReport, Timer
+from dlspark.schemas import CLEAN, EVENTS, PRODUCTS
+from dlspark.stages.common import read_parquet, require_columns
+
+log = logging.getLogger(__name__)
+
+# The order in which deliveries of one event compare: the earliest day, then feed and file, wins.
+DELIVERY_ORDER = ("date", "feed", "source_file")
+# What must agree for two deliveries to be the same event, not a conflicting replay.
+PAYLOAD = ("order_id", "customer_id", "product_id", "quantity", "unit_price", "event_time")
+SIZES = r"(\d+(?:\.\d+)?[a-z]*)"
+
+
+def drop_replayed_events(clean: DataFrame) -> DataFrame:
+    """One row per event id: its earliest delivery, plus how many deliveries and distinct payloads it had."""
+    require_columns(clean, ["event_id", *DELIVERY_ORDER, *PAYLOAD], "clean order lines")
+    rest = [c for c in clean.columns if c not in ("event_id", *DELIVERY_ORDER)]
+    first = F.min(F.struct(*DELIVERY_ORDER, *rest)).alias("first")
+    return (
+        clean.groupBy("event_id")
+        .agg(
+            first,
+            F.count(F.lit(1)).alias("deliveries"),
+            F.countDistinct(F.xxhash64(*PAYLOAD)).alias("versions"),
+        )
+        .select("event_id", "first.*", "deliveries", "versions")
+        .select(*clean.columns, "deliveries", "versions")
+    )
+
+
+def source_products(events: DataFrame) -> DataFrame:
+    """One row per source product id: the name and category it most often carries, and its event count."""
+    counts = events.groupBy("product_id", "product_name", "product_name_norm", "category").agg(
+        F.count(F.lit(1)).alias("n")
+    )
+    return (
+        counts.groupBy("product_id")
+        .agg(
+            F.max(F.struct("n", "product_name_norm", "category", "product_name")).alias("top"),
+            F.sum("n").alias("events"),
+        )
+        .select("product_id", "top.product_name", "top.product_name_norm", "top.category", "events")
+    )
+
+
+def name_key(cfg: DedupConfig) -> Column:
+    """Ids whose normalised names are equal (in the same category, when blocking by category) match outright."""
+    name = F.coalesce(F.col("product_name_norm"), F.concat(F.lit("#id:"), F.col("product_id")))
+    block = F.coalesce(F.col("category"), F.lit("")) if cfg.same_category else F.lit("")
+    return F.concat_ws("\u0001", block, name)
+
+
+def shingles(name: Column, size: int) -> Column:
+    """The distinct character `size`-grams of ^name$$ (padded so that even a one-letter name has one)."""
+    padded = F.concat(F.lit("^"), name, F.lit("$" * (size - 1)))
+    chars = F.split(padded, "")
+    grams = F.transform(
+        F.sequence(F.lit(0), F.size(chars) - size),
+        lambda i: F.concat_ws("", F.slice(chars, i + 1, size)),
+    )
+    return F.array_distinct(grams)
+
+
+def similar_names(names: DataFrame, cfg: DedupConfig) -> DataFrame:
+    """Pairs (key_a, key_b) of distinct names that LSH proposes and exact comparison confirms.
+
+    `names` has key, block, product_name_norm. Candidates share all `rows_per_band` MinHash values of one band
+    inside one block; a band's values are hashed into one join key, so a join replaces the all-pairs compare.
+    """
+    signed = names.where(F.col("product_name_norm").isNotNull()).select(
+        "key",
+        "block",
+        "product_name_norm",
+        shingles(F.col("product_name_norm"), cfg.shingle_size).alias("sh"),
+    )
+    features = HashingTF(inputCol="sh", outputCol="features", numFeatures=1 << 20, binary=True).transform(signed)
+    lsh = MinHashLSH(
+        inputCol="features", outputCol="hashes", numHashTables=cfg.bands * cfg.rows_per_band, seed=cfg.seed
+    )
+    hashed = lsh.fit(features).transform(features).persist(StorageLevel.MEMORY_AND_DISK)
+    values = hashed.select("key", "block", F.posexplode("hashes").alias("pos", "h")).select(
+        "key",
+        "block",
+        (F.col("pos") / cfg.rows_per_band).cast("int").alias("band"),
+        F.col("pos"),
+        vector_to_array("h")[0].alias("value"),
+    )
+    buckets = values.groupBy("key", "block", "band").agg(
+        F.xxhash64(F.array_sort(F.collect_list(F.struct("pos", "value")))).alias("bucket")
+    )
+    a, b = buckets.alias("a"), buckets.alias("b")
+    candidates = (
+        a.join(b, ["block", "band", "bucket"])
+        .where(F.col("a.key") < F.col("b.key"))
+        .select(F.col("a.key").alias("key_a"), F.col("b.key").alias("key_b"))
+        .distinct()
+    )
+    sa = hashed.select(
+        F.col("key").alias("key_a"), F.col("sh").alias("sh_a"), F.col("product_name_norm").alias("name_a")
+    )
+    sb = hashed.select(
+        F.col("key").alias("key_b"), F.col("sh").alias("sh_b"), F.col("product_name_norm").alias("name_b")
+    )
+    jaccard = F.size(F.array_intersect("sh_a", "sh_b")) / F.size(F.array_union("sh_a", "sh_b"))
+    pairs = candidates.join(sa, "key_a").join(sb, "key_b").withColumn("similarity", jaccard)
+    # Shingles cannot tell a typo from an extra word ("organic"): the words the names do not share must pair up
+    # and differ by a few letters at most.
+    words_a, words_b = F.split("name_a", " "), F.split("name_b", " ")
+    only_a, only_b = F.array_except(words_a, words_b), F.array_except(words_b, words_a)
+    accepted = (
+        (F.col("similarity") >= cfg.min_similarity)
+        & (F.size(only_a) == F.size(only_b))
+        & (F.levenshtein(F.concat_ws(" ", only_a), F.concat_ws(" ", only_b)) <= cfg.max_word_edits)
+    )
+    if cfg.same_sizes:
+        accepted &= F.array_sort(F.regexp_extract_all("name_a", F.lit(SIZES), 1)) == F.array_sort(
+            F.regexp_extract_all("name_b", F.lit(SIZES), 1)
+        )
+    return pairs.where(accepted).select("key_a", "key_b", "similarity")
+
+
+def connected_components(vertices: DataFrame, edges: DataFrame, max_iterations: int) -> tuple[DataFrame, int, bool]:
+    """Label every vertex `key` with the smallest key of its component, by min-label propagation.
+
+    Returns (labels [key, component], rounds, converged). Each round is checkpointed to keep lineage short.
+    """
+    both = (
+        edges.select(F.col("key_a").alias("src"), F.col("key_b").alias("dst"))
+        .unionByName(edges.select(F.col("key_b").alias("src"), F.col("key_a").alias("dst")))
+        .persist(StorageLevel.MEMORY_AND_DISK)
+    )
+    labels = vertices.select("key", F.col("key").alias("component")).localCheckpoint()
+    rounds, converged = 0, False
+    while rounds < max_iterations:
+        rounds += 1
+        offered = both.join(labels, both.src == labels.key).groupBy("dst").agg(F.min("component").alias("offered"))
+        updated = (
+            labels.join(offered, labels.key == offered.dst, "left")
+            .select(
+                "key",
+                F.least("component", F.coalesce("offered", "component")).alias("component"),
+                (F.col("offered") < F.col("component")).alias("changed"),
+            )
+            .localCheckpoint()
+        )
+        changed = updated.where("changed").count()
+        labels = updated.drop("changed")
+        if changed == 0:
+            converged = True
+            break
+    both.unpersist()
+    return labels, rounds, converged
+
+
+def resolve_products(products: DataFrame, cfg: DedupConfig) -> tuple[DataFrame, dict[str, Any]]:
+    """Give every source product id a canonical product id (the smallest id it merged with) and name."""
+    keyed = (
+        products.withColumn("key", name_key(cfg))
+        .withColumn("block", F.coalesce(F.col("category"), F.lit("")) if cfg.same_category else F.lit(""))
+        .persist(StorageLevel.MEMORY_AND_DISK)
+    )
+    names = keyed.select("key", "block", "product_name_norm").distinct().persist(StorageLevel.MEMORY_AND_DISK)
+    pairs = similar_names(names, cfg).persist(StorageLevel.MEMORY_AND_DISK)
+    labels, rounds, converged = connected_components(names, pairs, cfg.max_iterations)
+    if not converged:
+        log.warning("product components did not converge in %d rounds (dedup.max_iterations)", rounds)
+    members = keyed.join(labels, "key")
+    per_component = members.groupBy("component").agg(
+        F.min("product_id").alias("canonical_product_id"),
+        F.max(F.struct("events", "product_name")).getField("product_name").alias("canonical_name"),
+    )
+    resolved = members.join(per_component, "component").select(*PRODUCTS.fieldNames()).localCheckpoint()
+    stats = {
+        "similar_name_pairs": pairs.count(),
+        "component_rounds": rounds,
+        "components_converged": converged,
+    }
+    for frame in (pairs, names, keyed):
+        frame.unpersist()
+    return resolved, stats
+
+
+def run(spark: SparkSession, cfg: PipelineConfig) -> StageReport:
+    """clean/ -> events/ (one row per event, with its canonical product) + products/."""
+    root = Layout.at(cfg.data.root)
+    report = StageReport("dedup")
+    with Timer() as timer:
+        clean = read_parquet(spark, root.clean, CLEAN, "clean order lines (stage clean)")
+        report.rows_in = clean.count()
+        firsts = drop_replayed_events(clean).persist(StorageLevel.MEMORY_AND_DISK)
+        replay_stats = firsts.agg(
+            F.count(F.lit(1)).alias("events"),
+            F.sum(F.col("deliveries") - 1).alias("replays"),
+            F.sum((F.col("versions") > 1).cast("int")).alias("conflicting"),
+        ).first()
+        unique = firsts.drop("deliveries", "versions")
+        products, product_stats = resolve_products(source_products(unique), cfg.dedup)
+        products = products.persist(StorageLevel.MEMORY_AND_DISK)
+        products.write.mode("overwrite").parquet(root.products)
+        mapping = products.select("product_id", "canonical_product_id")
+        events = unique.join(mapping, "product_id").select(*EVENTS.fieldNames())
+        events.write.mode("overwrite").partitionBy("date").parquet(root.events)
+        firsts.unpersist()
+        products.unpersist()
+
+        report.rows_out = spark.read.parquet(root.events).count()
+        report.removed = {"replays": int(replay_stats["replays"] or 0)}
+        written_products = spark.read.parquet(root.products)
+        report.details = {
+            "conflicting_replays": int(replay_stats["conflicting"] or 0),
+            "source_products": written_products.count(),
+            "canonical_products": written_products.select("canonical_product_id").distinct().count(),
+            **product_stats,
+        }
+        report.details["merged_product_ids"] = report.details["source_products"] - report.details["canonical_products"]
+    if report.rows_out != replay_stats["events"] or not report.balanced():
+        raise AccountingError(
+            f"dedup: {report.rows_in} clean rows, {replay_stats['events']} distinct events, "
+            f"{report.rows_out} written to {root.events}: {report.to_dict()}"
+        )
+    report.seconds = timer.seconds
+    report.write(root.report(root.events))
+    log.info(
+        "dedup: %d events, %d replays removed, %d product ids -> %d products",
+        report.rows_out,
+        report.removed["replays"],
+        report.details["source_products"],
+        report.details["canonical_products"],
+    )
+    return report

@@ -1,0 +1,128 @@
+"""Score what the pipeline produced against the generator's ground truth (demo data only).
+
+Everything is a Spark aggregation over truth/ and the stage outputs, so scoring scales with the data.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
+
+from dlspark import layout as io_
+from dlspark.layout import Layout
+
+GENERATED_EVENT_ID = r"(E\d{9}-\d{2})"
+BAD_RECORDS_SCHEMA = "date string, feed string, file string, line int, kind string, event_id string"
+PRODUCTS_SCHEMA = (
+    "product_id string, feed string, true_product_id string, name string, true_name string, category string"
+)
+
+
+@dataclass(frozen=True)
+class TruthScore:
+    planted_bad: int
+    quarantined: int
+    bad_caught_with_right_reason: int
+    bad_caught_with_wrong_reason: int
+    bad_missed: int
+    good_quarantined: int
+    expected_events: int
+    events: int
+    expected_replays_removed: int
+    replays_removed: int
+    duplicate_event_ids: int
+    merge_precision: float
+    merge_recall: float
+    true_pairs: int
+    predicted_pairs: int
+
+    def as_dict(self) -> dict[str, float | int]:
+        return asdict(self)
+
+
+def quarantine_vs_truth(spark: SparkSession, root: Layout) -> DataFrame:
+    """Planted bad records full-outer-joined to quarantine rows on event id: kind vs reason, side by side."""
+    planted = (
+        spark.read.schema(BAD_RECORDS_SCHEMA)
+        .option("header", True)
+        .option("recursiveFileLookup", True)  # the files carry their date; no partition column from the path
+        .csv(root.path("truth", "bad_records"))
+    )
+    quarantined = spark.read.parquet(root.quarantine()).select(
+        F.coalesce(F.col("event_id"), F.regexp_extract("record", GENERATED_EVENT_ID, 1)).alias("event_id"),
+        "reason",
+        "stage",
+    )
+    return planted.select("event_id", "kind").join(quarantined, "event_id", "full_outer")
+
+
+def pair_counts(assignments: DataFrame, group: str) -> int:
+    """How many unordered pairs of ids share `group`."""
+    sizes = assignments.groupBy(group).count()
+    return int(sizes.agg(F.sum(F.col("count") * (F.col("count") - 1) / 2)).first()[0] or 0)
+
+
+def merge_scores(spark: SparkSession, root: Layout) -> tuple[float, float, int, int]:
+    """Pairwise precision and recall of product merges, over the source ids that appear in products/."""
+    truth = spark.read.schema(PRODUCTS_SCHEMA).option("header", True).csv(root.path("truth", "products.csv"))
+    found = spark.read.parquet(root.products).select("product_id", "canonical_product_id")
+    both = found.join(truth.select("product_id", "true_product_id"), "product_id").cache()
+    true_pairs = pair_counts(both, "true_product_id")
+    predicted = pair_counts(both, "canonical_product_id")
+    correct = pair_counts(both.withColumn("pair", F.concat_ws("|", "canonical_product_id", "true_product_id")), "pair")
+    both.unpersist()
+    precision = correct / predicted if predicted else 1.0
+    recall = correct / true_pairs if true_pairs else 1.0
+    return precision, recall, true_pairs, predicted
+
+
+def score(spark: SparkSession, root: Layout) -> TruthScore:
+    summary = io_.read_json(root.path("truth", "summary.json"))
+    joined = quarantine_vs_truth(spark, root)
+    counts = joined.agg(
+        F.sum(F.col("kind").isNotNull().cast("int")).alias("planted"),
+        F.sum(F.col("reason").isNotNull().cast("int")).alias("quarantined"),
+        F.sum((F.col("kind") == F.col("reason")).cast("int")).alias("right"),
+        F.sum((F.col("kind") != F.col("reason")).cast("int")).alias("wrong"),
+        F.sum((F.col("kind").isNotNull() & F.col("reason").isNull()).cast("int")).alias("missed"),
+        F.sum((F.col("kind").isNull() & F.col("reason").isNotNull()).cast("int")).alias("good_quarantined"),
+    ).first()
+    events = spark.read.parquet(root.events)
+    n_events = events.count()
+    distinct_ids = events.select("event_id").distinct().count()
+    dedup_report = io_.read_json(root.report(root.events))
+    precision, recall, true_pairs, predicted_pairs = merge_scores(spark, root)
+    return TruthScore(
+        planted_bad=int(counts["planted"] or 0),
+        quarantined=int(counts["quarantined"] or 0),
+        bad_caught_with_right_reason=int(counts["right"] or 0),
+        bad_caught_with_wrong_reason=int(counts["wrong"] or 0),
+        bad_missed=int(counts["missed"] or 0),
+        good_quarantined=int(counts["good_quarantined"] or 0),
+        expected_events=int(summary["good_events"]),
+        events=n_events,
+        expected_replays_removed=int(summary["replay_copies"]),
+        replays_removed=int(dedup_report["removed"]["replays"]),
+        duplicate_event_ids=n_events - distinct_ids,
+        merge_precision=round(precision, 4),
+        merge_recall=round(recall, 4),
+        true_pairs=true_pairs,
+        predicted_pairs=predicted_pairs,
+    )
+
+
+def format_score(s: TruthScore) -> str:
+    return "\n".join(
+        [
+            "Against the generator's ground truth:",
+            f"  bad records: {s.planted_bad:,} planted, {s.bad_caught_with_right_reason:,} quarantined with the right "
+            f"reason, {s.bad_caught_with_wrong_reason:,} with another reason, {s.bad_missed:,} missed; "
+            f"{s.good_quarantined:,} good records quarantined",
+            f"  replays: {s.replays_removed:,} removed of {s.expected_replays_removed:,} planted; "
+            f"{s.events:,} events kept of {s.expected_events:,} expected; {s.duplicate_event_ids:,} duplicate ids left",
+            f"  product merges: precision {s.merge_precision:.3f}, recall {s.merge_recall:.3f} "
+            f"({s.predicted_pairs:,} id pairs merged, {s.true_pairs:,} true pairs)",
+        ]
+    )
