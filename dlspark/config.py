@@ -134,6 +134,7 @@ def load_config(path: str | Path | None = None, overrides: Iterable[str] = ()) -
     if base.is_file() and base.resolve() != path.resolve():
         merged = _read_yaml(base)
     merged = _deep_merge(merged, _read_yaml(path))
+    merged.setdefault("data", {})  # so that a missing root is reported as data.root, the key to set
     for item in overrides:
         _apply_override(merged, item)
     try:

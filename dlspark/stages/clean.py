@@ -13,7 +13,7 @@ from dlspark.config import CleanConfig, FeedConfig, PipelineConfig
 from dlspark.layout import Layout
 from dlspark.report import StageReport, Timer
 from dlspark.schemas import CANONICAL_FIELDS, CLEAN, INGESTED, MONEY
-from dlspark.stages.common import REASON, RECORD, first_failing, read_parquet, split_and_write
+from dlspark.stages.common import KEEP_NULLS, REASON, RECORD, first_failing, read_parquet, split_and_write
 
 # How feeds spell units, and the one spelling dlspark uses ("1 litre", "1ltr", "1 L" -> "1l").
 UNIT_SPELLINGS = (
@@ -104,7 +104,7 @@ def clean(ingested: DataFrame, cfg: PipelineConfig) -> DataFrame:
         reason.alias(REASON),
         F.when(
             reason.isNotNull(),
-            F.to_json(F.struct(*[F.col(c) for c in CANONICAL_FIELDS])),
+            F.to_json(F.struct(*[F.col(c) for c in CANONICAL_FIELDS]), KEEP_NULLS),
         ).alias(RECORD),
     )
 

@@ -19,6 +19,7 @@ log = logging.getLogger(__name__)
 
 REASON = "_reason"
 RECORD = "_record"
+KEEP_NULLS = {"ignoreNullFields": "false"}  # a quarantined record shows its missing fields as null
 
 
 def first_failing(rules: Iterable[tuple[str, Column]]) -> Column:

@@ -20,7 +20,7 @@ from dlspark.errors import ConfigError, InputError
 from dlspark.layout import Layout
 from dlspark.report import StageReport, Timer
 from dlspark.schemas import CANONICAL_FIELDS, INGESTED
-from dlspark.stages.common import REASON, RECORD, first_failing, split_and_write
+from dlspark.stages.common import KEEP_NULLS, REASON, RECORD, first_failing, split_and_write
 
 log = logging.getLogger(__name__)
 
@@ -81,9 +81,9 @@ def to_canonical(raw: DataFrame, feed_name: str, feed: FeedConfig) -> DataFrame:
         file_name.alias("source_file"),
         F.to_date(F.regexp_extract(file_name, DATE_IN_PATH, 1), "yyyy-MM-dd").alias("date"),
         reason.alias(REASON),
-        F.when(reason.isNotNull(), F.coalesce(corrupt, F.to_json(F.struct(*[F.col(f"`{c}`") for c in source])))).alias(
-            RECORD
-        ),
+        F.when(
+            reason.isNotNull(), F.coalesce(corrupt, F.to_json(F.struct(*[F.col(f"`{c}`") for c in source]), KEEP_NULLS))
+        ).alias(RECORD),
     ).withColumn("event_id", F.when(F.col(REASON).isNull(), F.col("event_id")))
 
 

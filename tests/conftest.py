@@ -1,0 +1,47 @@
+"""One local SparkSession for the whole suite, built by dlspark's own factory, and small shared demo data."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from dlspark.config import PipelineConfig, SparkConfig, load_config
+from dlspark.session import build_session
+
+REPO = Path(__file__).resolve().parents[1]
+TEST_SPARK = SparkConfig(
+    master="local[2]",
+    app_name="dlspark-tests",
+    conf={
+        "spark.sql.shuffle.partitions": "4",
+        "spark.default.parallelism": "4",
+        "spark.ui.enabled": "false",
+        "spark.driver.memory": "2g",
+    },
+)
+
+
+def make_config(root: Path | str, *overrides: str) -> PipelineConfig:
+    """The local configuration, pointed at `root`, with any extra `key=value` overrides."""
+    return load_config(REPO / "conf" / "local.yaml", [f"data.root={root}", *overrides])
+
+
+@pytest.fixture(scope="session")
+def spark():
+    session = build_session(TEST_SPARK)
+    yield session
+    session.stop()
+
+
+@pytest.fixture(scope="session")
+def demo(spark, tmp_path_factory):
+    """Demo data generated once, with every ETL stage run over it: (config, {stage: report})."""
+    from dlspark.generate import generate
+    from dlspark.pipeline import run_stages
+
+    root = tmp_path_factory.mktemp("demo")
+    cfg = make_config(root, "generate.orders=2500", "generate.days=3", "generate.products=150", "generate.seed=11")
+    generate(spark, cfg.generate, cfg.data.root)
+    reports = run_stages(["ingest", "clean", "dedup"], spark, cfg)
+    return cfg, {report.stage: report for report in reports}

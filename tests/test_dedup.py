@@ -1,0 +1,119 @@
+"""Dedup on inline DataFrames: replay removal, product resolution and its connected components."""
+
+import datetime as dt
+from decimal import Decimal
+
+from conftest import make_config
+
+from dlspark.schemas import CLEAN
+from dlspark.stages.dedup import connected_components, drop_replayed_events, resolve_products
+
+DEDUP = make_config("/unused").dedup
+T = dt.datetime(2026, 1, 5, 10, 0)
+
+
+def line(event_id, date, feed="tills", source="a.csv", quantity=1, product="T1"):
+    return (
+        event_id,
+        "O1",
+        "C1",
+        product,
+        "Milk 1L",
+        "milk 1l",
+        "dairy",
+        quantity,
+        Decimal("1.00"),
+        T,
+        feed,
+        source,
+        date,
+    )
+
+
+def test_a_replay_keeps_its_earliest_delivery(spark):
+    clean = spark.createDataFrame(
+        [
+            line("E1", dt.date(2026, 1, 6), feed="tills"),
+            line("E1", dt.date(2026, 1, 5), feed="web", source="w.jsonl"),  # the earliest day wins
+            line("E1", dt.date(2026, 1, 5), feed="tills", source="b.csv"),  # same day: feed, then file, decide
+            line("E2", dt.date(2026, 1, 5)),
+        ],
+        CLEAN,
+    )
+    firsts = {r.event_id: r for r in drop_replayed_events(clean).collect()}
+    assert set(firsts) == {"E1", "E2"}
+    assert (firsts["E1"].feed, firsts["E1"].source_file, firsts["E1"].deliveries) == ("tills", "b.csv", 3)
+    assert (firsts["E2"].deliveries, firsts["E1"].versions) == (1, 1)
+
+
+def test_a_replay_whose_copies_disagree_is_counted_as_conflicting(spark):
+    clean = spark.createDataFrame(
+        [line("E1", dt.date(2026, 1, 5), quantity=1), line("E1", dt.date(2026, 1, 5), source="z.csv", quantity=3)],
+        CLEAN,
+    )
+    (only,) = drop_replayed_events(clean).collect()
+    assert (only.quantity, only.deliveries, only.versions) == (1, 2, 2)
+
+
+def products(spark, rows):
+    return spark.createDataFrame(
+        [(pid, name, norm, category, events) for pid, name, norm, category, events in rows],
+        "product_id string, product_name string, product_name_norm string, category string, events long",
+    )
+
+
+def canonical(resolved):
+    return {r.product_id: r.canonical_product_id for r in resolved.collect()}
+
+
+def test_spelling_variants_and_typos_merge_but_other_products_do_not(spark):
+    rows = [
+        ("T1", "GREENFIELD WHOLE MILK 1 L", "greenfield whole milk 1l", "dairy", 10),
+        ("W1", "Greenfield whole milk, 1 litre", "greenfield whole milk 1l", "dairy", 30),
+        ("W2", "Greenfeild Whole Milk 1L", "greenfeild whole milk 1l", "dairy", 2),  # typo
+        ("T2", "GREENFIELD WHOLE MILK 2 L", "greenfield whole milk 2l", "dairy", 5),  # another size
+        ("T3", "GREENFIELD ORGANIC WHOLE MILK 1L", "greenfield organic whole milk 1l", "dairy", 5),  # another line
+        ("T4", "NORTHWIND WHOLE MILK 1L", "northwind whole milk 1l", "dairy", 5),  # another brand
+        ("T5", "GREENFIELD WHOLE MILK 1L", "greenfield whole milk 1l", "frozen", 1),  # another category
+        ("T6", None, None, "dairy", 1),  # no name: stays alone
+    ]
+    resolved, stats = resolve_products(products(spark, rows), DEDUP)
+    ids = canonical(resolved)
+    assert ids == {"T1": "T1", "W1": "T1", "W2": "T1", "T2": "T2", "T3": "T3", "T4": "T4", "T5": "T5", "T6": "T6"}
+    names = {r.product_id: r.canonical_name for r in resolved.collect()}
+    assert names["W2"] == "Greenfield whole milk, 1 litre"  # the name of the best-selling member
+    assert stats["components_converged"] is True
+
+
+def test_blocking_by_category_can_be_switched_off(spark):
+    rows = [
+        ("T1", "Milk 1L", "greenfield whole milk 1l", "dairy", 1),
+        ("T5", "Milk 1L", "greenfield whole milk 1l", "frozen", 1),
+    ]
+    off = DEDUP.model_copy(update={"same_category": False})
+    assert canonical(resolve_products(products(spark, rows), off)[0]) == {"T1": "T1", "T5": "T1"}
+
+
+def test_connected_components_label_each_vertex_with_its_smallest_member(spark):
+    vertices = spark.createDataFrame([(k,) for k in "abcdefg"], "key string")
+    edges = spark.createDataFrame(
+        [("d", "e"), ("c", "d"), ("b", "c"), ("a", "b"), ("f", "g")], "key_a string, key_b string"
+    )
+    labels, rounds, converged = connected_components(vertices, edges, max_iterations=20)
+    assert {r.key: r.component for r in labels.collect()} == {
+        "a": "a",
+        "b": "a",
+        "c": "a",
+        "d": "a",
+        "e": "a",
+        "f": "f",
+        "g": "f",
+    }
+    assert converged and rounds >= 4  # a chain of five needs several rounds
+
+
+def test_connected_components_report_when_they_stop_before_converging(spark):
+    vertices = spark.createDataFrame([(k,) for k in "abcde"], "key string")
+    edges = spark.createDataFrame([("d", "e"), ("c", "d"), ("b", "c"), ("a", "b")], "key_a string, key_b string")
+    _, rounds, converged = connected_components(vertices, edges, max_iterations=1)
+    assert (rounds, converged) == (1, False)

@@ -1,0 +1,120 @@
+"""Ingest on small raw files written inline: canonical mapping, lineage, and each kind of unreadable record."""
+
+import json
+
+import pytest
+from conftest import make_config
+
+from dlspark.errors import InputError
+from dlspark.stages import ingest
+
+TILLS_HEADER = "line_id,receipt_no,store_id,loyalty_card,plu,description,dept,qty,price,sold_at\n"
+GOOD_TILL = "E1,O1,S01,C1,T100,WHOLE MILK 1 L,DAIRY,2,1.20,05/01/2026 10:00:00\n"
+GOOD_WEB = {
+    "eventId": "E2",
+    "orderRef": "O2",
+    "customer": "C2",
+    "sku": "W200",
+    "title": "Bread",
+    "category": "Bakery",
+    "qty": 1,
+    "price": 2.5,
+    "ts": "2026-01-05T11:00:00Z",
+}
+
+
+def write_raw(root, tills_lines=(), web_lines=(), day="2026-01-05"):
+    tills = root / "raw" / "tills" / f"date={day}"
+    web = root / "raw" / "web" / f"date={day}"
+    tills.mkdir(parents=True, exist_ok=True)
+    web.mkdir(parents=True, exist_ok=True)
+    (tills / "part-0000.csv").write_bytes(TILLS_HEADER.encode() + b"".join(tills_lines))
+    (web / "part-0000.jsonl").write_bytes(b"".join(web_lines))
+
+
+def run_ingest(spark, root):
+    cfg = make_config(root)
+    report = ingest.run(spark, cfg)
+    ingested = spark.read.parquet(str(root / "ingested"))
+    quarantine = spark.read.parquet(str(root / "quarantine" / "stage=ingest"))
+    return report, ingested, quarantine
+
+
+def test_both_feeds_land_in_the_canonical_schema_with_their_lineage(spark, tmp_path):
+    write_raw(tmp_path, [GOOD_TILL.encode()], [json.dumps(GOOD_WEB).encode() + b"\n"])
+    report, ingested, quarantine = run_ingest(spark, tmp_path)
+    rows = {r.event_id: r for r in ingested.collect()}
+    assert set(rows) == {"E1", "E2"}
+    till, web = rows["E1"], rows["E2"]
+    assert (till.order_id, till.customer_id, till.product_id, till.product_name, till.category) == (
+        "O1",
+        "C1",
+        "T100",
+        "WHOLE MILK 1 L",
+        "DAIRY",
+    )
+    assert (till.quantity, till.unit_price, till.event_time) == ("2", "1.20", "05/01/2026 10:00:00")
+    assert (web.product_id, web.quantity, web.unit_price, web.event_time) == (
+        "W200",
+        "1",
+        "2.5",
+        "2026-01-05T11:00:00Z",
+    )
+    assert till.feed == "tills" and web.feed == "web"
+    assert till.source_file.endswith("raw/tills/date=2026-01-05/part-0000.csv")
+    assert str(till.date) == str(web.date) == "2026-01-05"
+    assert quarantine.count() == 0
+    assert (report.rows_in, report.rows_out, report.quarantined) == (2, 2, {})
+
+
+@pytest.mark.parametrize(
+    ("tills_line", "web_line", "reason"),
+    [
+        (b"E9,O9,S01,C1,T100,MILK,DAIRY,2,1.20\n", None, "wrong_column_count"),  # a column short
+        (b"E9,O9,S01,C1,T100,MILK,DAIRY,2,1.20,05/01/2026 10:00:00,EXTRA\n", None, "wrong_column_count"),
+        (b"E9,O9,S01,C1,T100,CR\xe8ME FRA\xeeCHE,DAIRY,2,1.20,05/01/2026 10:00:00\n", None, "invalid_utf8"),
+        (None, b'{"eventId": "E9", "orderRef": "O9", "sku": "W1", "qty": 1, "price\n', "invalid_json"),
+        (None, b'["E9", "O9"]\n', "invalid_json"),
+        (None, b'{"eventId": "E9", "orderRef": "O9", "sku": "W1", "title": "Cr\xe8me", "qty": 1}\n', "invalid_utf8"),
+    ],
+)
+def test_an_unreadable_record_is_quarantined_with_its_reason_and_text(spark, tmp_path, tills_line, web_line, reason):
+    good_web = json.dumps(GOOD_WEB).encode() + b"\n"
+    write_raw(
+        tmp_path,
+        [GOOD_TILL.encode()] + ([tills_line] if tills_line else []),
+        [good_web] + ([web_line] if web_line else []),
+    )
+    report, ingested, quarantine = run_ingest(spark, tmp_path)
+    bad = quarantine.collect()
+    assert [row.reason for row in bad] == [reason]
+    assert "E9" in bad[0].record  # the raw text (or its fields) is kept
+    assert bad[0].source_file.endswith(".csv" if tills_line else ".jsonl")
+    assert sorted(r.event_id for r in ingested.collect()) == ["E1", "E2"]
+    assert (report.rows_in, report.rows_out, report.quarantined_total) == (3, 2, 1)
+
+
+def test_a_feed_added_by_configuration_alone_is_ingested(spark, tmp_path):
+    write_raw(tmp_path, [GOOD_TILL.encode()], [json.dumps(GOOD_WEB).encode() + b"\n"])
+    marketplace = tmp_path / "raw" / "marketplace" / "date=2026-01-06"
+    marketplace.mkdir(parents=True)
+    spark.createDataFrame(
+        [("M1", "MO1", "MP-1", "2", "3.00", "2026-01-06 09:30:00")],
+        "id string, ord string, item string, units string, amount string, at string",
+    ).write.parquet(str(marketplace / "batch"))
+    feed = (
+        "feeds.marketplace={format: parquet, path: marketplace, time_format: 'yyyy-MM-dd HH:mm:ss', columns: "
+        "{event_id: id, order_id: ord, product_id: item, quantity: units, unit_price: amount, event_time: at}}"
+    )
+    report = ingest.run(spark, make_config(tmp_path, feed))
+    rows = spark.read.parquet(str(tmp_path / "ingested")).where("feed = 'marketplace'").collect()
+    assert [(r.event_id, r.order_id, r.product_id, r.quantity, r.customer_id, str(r.date)) for r in rows] == [
+        ("M1", "MO1", "MP-1", "2", None, "2026-01-06")
+    ]
+    assert report.details["rows_in.marketplace"] == 1
+
+
+def test_feeds_with_no_records_at_all_stop_with_a_clear_message(spark, tmp_path):
+    write_raw(tmp_path)
+    with pytest.raises(InputError, match="no records found"):
+        ingest.run(spark, make_config(tmp_path))

@@ -1,0 +1,54 @@
+"""The command line and spark-submit entry points run the same code as the library."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from conftest import REPO
+
+BIN = Path(sys.executable).parent
+
+
+def run(args, **kwargs):
+    env = {**os.environ, "PYSPARK_PYTHON": sys.executable}
+    return subprocess.run(args, cwd=REPO, env=env, capture_output=True, text=True, timeout=600, **kwargs)
+
+
+def test_a_bad_config_key_fails_fast_with_its_name_and_no_traceback():
+    result = run([str(BIN / "dlspark"), "ingest", "--set", "dedup.bandz=3"])
+    assert result.returncode == 2
+    assert "dedup.bandz: unknown key" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_ingest_of_a_missing_data_root_says_what_to_do(tmp_path):
+    result = run([str(BIN / "dlspark"), "ingest", "--set", f"data.root={tmp_path}/nothing"])
+    assert result.returncode == 2
+    assert "feeds.tills.path" in result.stderr and "dlspark generate" in result.stderr
+
+
+@pytest.mark.slow
+def test_the_jobs_run_under_spark_submit(tmp_path):
+    common = [
+        "--config",
+        "conf/local.yaml",
+        "--set",
+        f"data.root={tmp_path}",
+        "--set",
+        "spark.conf.spark.sql.shuffle.partitions=4",
+        "-q",
+    ]
+    submit = [str(BIN / "spark-submit"), "--master", "local[2]", "--conf", "spark.ui.enabled=false"]
+    generated = run([*submit, "jobs/generate.py", *common, "--out", str(tmp_path), "--orders", "400", "--days", "2"])
+    assert generated.returncode == 0, generated.stderr[-3000:]
+    for stage in ("ingest", "clean", "dedup"):
+        result = run([*submit, f"jobs/{stage}.py", *common])
+        assert result.returncode == 0, result.stderr[-3000:]
+        assert stage in result.stdout  # the summary table
+    summary = json.loads((tmp_path / "truth" / "summary.json").read_text())
+    report = json.loads((tmp_path / "events" / "_report.json").read_text())
+    assert report["rows_out"] == summary["good_events"] and report["balanced"]
+    assert report["removed"]["replays"] == summary["replay_copies"]
