@@ -98,7 +98,7 @@ def similar_names(names: DataFrame, cfg: DedupConfig) -> DataFrame:
     lsh = MinHashLSH(
         inputCol="features", outputCol="hashes", numHashTables=cfg.bands * cfg.rows_per_band, seed=cfg.seed
     )
-    hashed = lsh.fit(features).transform(features).persist(StorageLevel.MEMORY_AND_DISK)
+    hashed = lsh.fit(features).transform(features).localCheckpoint()
     values = hashed.select("key", "block", F.posexplode("hashes").alias("pos", "h")).select(
         "key",
         "block",
@@ -174,14 +174,18 @@ def connected_components(vertices: DataFrame, edges: DataFrame, max_iterations: 
 
 
 def resolve_products(products: DataFrame, cfg: DedupConfig) -> tuple[DataFrame, dict[str, Any]]:
-    """Give every source product id a canonical product id (the smallest id it merged with) and name."""
+    """Give every source product id a canonical product id (the smallest id it merged with) and name.
+
+    The product-side frames are small (one row per source id or name) and are checkpointed locally: without it,
+    every round of connected components re-plans the whole lineage back to the events, seconds a round.
+    """
     keyed = (
         products.withColumn("key", name_key(cfg))
         .withColumn("block", F.coalesce(F.col("category"), F.lit("")) if cfg.same_category else F.lit(""))
-        .persist(StorageLevel.MEMORY_AND_DISK)
+        .localCheckpoint()
     )
-    names = keyed.select("key", "block", "product_name_norm").distinct().persist(StorageLevel.MEMORY_AND_DISK)
-    pairs = similar_names(names, cfg).persist(StorageLevel.MEMORY_AND_DISK)
+    names = keyed.select("key", "block", "product_name_norm").distinct().localCheckpoint()
+    pairs = similar_names(names, cfg).localCheckpoint()
     labels, rounds, converged = connected_components(names, pairs, cfg.max_iterations)
     if not converged:
         log.warning("product components did not converge in %d rounds (dedup.max_iterations)", rounds)
@@ -191,13 +195,7 @@ def resolve_products(products: DataFrame, cfg: DedupConfig) -> tuple[DataFrame, 
         F.max(F.struct("events", "product_name")).getField("product_name").alias("canonical_name"),
     )
     resolved = members.join(per_component, "component").select(*PRODUCTS.fieldNames()).localCheckpoint()
-    stats = {
-        "similar_name_pairs": pairs.count(),
-        "component_rounds": rounds,
-        "components_converged": converged,
-    }
-    for frame in (pairs, names, keyed):
-        frame.unpersist()
+    stats = {"similar_name_pairs": pairs.count(), "component_rounds": rounds, "components_converged": converged}
     return resolved, stats
 
 
@@ -216,13 +214,11 @@ def run(spark: SparkSession, cfg: PipelineConfig) -> StageReport:
         ).first()
         unique = firsts.drop("deliveries", "versions")
         products, product_stats = resolve_products(source_products(unique), cfg.dedup)
-        products = products.persist(StorageLevel.MEMORY_AND_DISK)
         products.write.mode("overwrite").parquet(root.products)
         mapping = products.select("product_id", "canonical_product_id")
         events = unique.join(mapping, "product_id").select(*EVENTS.fieldNames())
         events.write.mode("overwrite").partitionBy("date").parquet(root.events)
         firsts.unpersist()
-        products.unpersist()
 
         report.rows_out = spark.read.parquet(root.events).count()
         report.removed = {"replays": int(replay_stats["replays"] or 0)}
