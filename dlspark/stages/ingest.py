@@ -68,7 +68,7 @@ def to_canonical(raw: DataFrame, feed_name: str, feed: FeedConfig) -> DataFrame:
     """Rename source fields to canonical ones, add lineage, and tag each row with an ingest reason (or null)."""
     source = [c for c in raw.columns if c != CORRUPT]
     corrupt = F.col(CORRUPT) if CORRUPT in raw.columns else F.lit(None).cast("string")
-    not_utf8 = reduce(lambda acc, c: acc | not_utf8_text(F.col(f"`{c}`")), source, not_utf8_text(corrupt))
+    not_utf8 = not_utf8_text(F.concat_ws("\n", corrupt, *[F.col(f"`{c}`") for c in source]))  # one check a row
     reason = first_failing([("invalid_utf8", not_utf8), (PARSE_FAILURE[feed.format], corrupt.isNotNull())])
     canonical = [
         (F.col(f"`{feed.columns[name]}`") if name in feed.columns else F.lit(None)).cast("string").alias(name)
