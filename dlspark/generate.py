@@ -212,7 +212,8 @@ def generate(spark: SparkSession, cfg: GenerateConfig, out: str) -> dict[str, An
     totals: Counter[str] = Counter()
     for unit_stats in stats:
         totals.update(unit_stats)
-    summary = {
+    raw_records = {"tills": totals["records.tills"], "web": totals["records.web"]}
+    summary: dict[str, Any] = {
         "seed": cfg.seed,
         "orders": cfg.orders,
         "days": cfg.days,
@@ -225,9 +226,9 @@ def generate(spark: SparkSession, cfg: GenerateConfig, out: str) -> dict[str, An
         "replay_copies": totals["replay_copies"],
         "bad_records": sum(totals[f"bad.{kind}"] for kind in BAD_KINDS),
         "bad_records_by_kind": {kind: totals[f"bad.{kind}"] for kind in BAD_KINDS},
-        "raw_records": {"tills": totals["records.tills"], "web": totals["records.web"]},
+        "raw_records": raw_records,
+        "raw_records_total": sum(raw_records.values()),
     }
-    summary["raw_records_total"] = sum(summary["raw_records"].values())
     io_.write_json(root.path("truth", "summary.json"), summary)
     return {**summary, "seconds": round(time.monotonic() - started, 1)}  # not in the file: same seed, same bytes
 

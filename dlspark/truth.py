@@ -12,6 +12,7 @@ from pyspark.sql import functions as F
 
 from dlspark import layout as io_
 from dlspark.layout import Layout
+from dlspark.stages.common import one_row
 
 GENERATED_EVENT_ID = r"(E\d{9}-\d{2})"
 BAD_RECORDS_SCHEMA = "date string, feed string, file string, line int, kind string, event_id string"
@@ -61,7 +62,7 @@ def quarantine_vs_truth(spark: SparkSession, root: Layout) -> DataFrame:
 def pair_counts(assignments: DataFrame, group: str) -> int:
     """How many unordered pairs of ids share `group`."""
     sizes = assignments.groupBy(group).count()
-    return int(sizes.agg(F.sum(F.col("count") * (F.col("count") - 1) / 2)).first()[0] or 0)
+    return int(one_row(sizes.agg(F.sum(F.col("count") * (F.col("count") - 1) / 2)))[0] or 0)
 
 
 def merge_scores(spark: SparkSession, root: Layout) -> tuple[float, float, int, int]:
@@ -81,14 +82,16 @@ def merge_scores(spark: SparkSession, root: Layout) -> tuple[float, float, int, 
 def score(spark: SparkSession, root: Layout) -> TruthScore:
     summary = io_.read_json(root.path("truth", "summary.json"))
     joined = quarantine_vs_truth(spark, root)
-    counts = joined.agg(
-        F.sum(F.col("kind").isNotNull().cast("int")).alias("planted"),
-        F.sum(F.col("reason").isNotNull().cast("int")).alias("quarantined"),
-        F.sum((F.col("kind") == F.col("reason")).cast("int")).alias("right"),
-        F.sum((F.col("kind") != F.col("reason")).cast("int")).alias("wrong"),
-        F.sum((F.col("kind").isNotNull() & F.col("reason").isNull()).cast("int")).alias("missed"),
-        F.sum((F.col("kind").isNull() & F.col("reason").isNotNull()).cast("int")).alias("good_quarantined"),
-    ).first()
+    counts = one_row(
+        joined.agg(
+            F.sum(F.col("kind").isNotNull().cast("int")).alias("planted"),
+            F.sum(F.col("reason").isNotNull().cast("int")).alias("quarantined"),
+            F.sum((F.col("kind") == F.col("reason")).cast("int")).alias("right"),
+            F.sum((F.col("kind") != F.col("reason")).cast("int")).alias("wrong"),
+            F.sum((F.col("kind").isNotNull() & F.col("reason").isNull()).cast("int")).alias("missed"),
+            F.sum((F.col("kind").isNull() & F.col("reason").isNotNull()).cast("int")).alias("good_quarantined"),
+        )
+    )
     events = spark.read.parquet(root.events)
     n_events = events.count()
     distinct_ids = events.select("event_id").distinct().count()

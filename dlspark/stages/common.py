@@ -6,7 +6,7 @@ import logging
 from collections.abc import Iterable
 
 from pyspark import StorageLevel
-from pyspark.sql import Column, DataFrame, SparkSession
+from pyspark.sql import Column, DataFrame, Row, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql.types import StructType
 
@@ -28,6 +28,14 @@ def first_failing(rules: Iterable[tuple[str, Column]]) -> Column:
     for name, failed in rules:
         reason = F.when(failed, F.lit(name)) if reason is None else reason.when(failed, F.lit(name))
     return reason if reason is not None else F.lit(None).cast("string")
+
+
+def one_row(frame: DataFrame) -> Row:
+    """The single row of a global aggregation (which always has exactly one)."""
+    row = frame.first()
+    if row is None:
+        raise AccountingError("an aggregation returned no row")
+    return row
 
 
 def require_columns(frame: DataFrame, columns: Iterable[str], what: str) -> None:

@@ -21,7 +21,7 @@ from dlspark.errors import AccountingError
 from dlspark.layout import Layout
 from dlspark.report import StageReport, Timer
 from dlspark.schemas import CLEAN, EVENTS, PRODUCTS
-from dlspark.stages.common import read_parquet, require_columns
+from dlspark.stages.common import one_row, read_parquet, require_columns
 
 log = logging.getLogger(__name__)
 
@@ -104,7 +104,7 @@ def similar_names(names: DataFrame, cfg: DedupConfig) -> DataFrame:
         "block",
         (F.col("pos") / cfg.rows_per_band).cast("int").alias("band"),
         F.col("pos"),
-        vector_to_array("h")[0].alias("value"),
+        vector_to_array(F.col("h"))[0].alias("value"),
     )
     buckets = values.groupBy("key", "block", "band").agg(
         F.xxhash64(F.array_sort(F.collect_list(F.struct("pos", "value")))).alias("bucket")
@@ -207,11 +207,13 @@ def run(spark: SparkSession, cfg: PipelineConfig) -> StageReport:
         clean = read_parquet(spark, root.clean, CLEAN, "clean order lines (stage clean)")
         report.rows_in = clean.count()
         firsts = drop_replayed_events(clean).persist(StorageLevel.MEMORY_AND_DISK)
-        replay_stats = firsts.agg(
-            F.count(F.lit(1)).alias("events"),
-            F.sum(F.col("deliveries") - 1).alias("replays"),
-            F.sum((F.col("versions") > 1).cast("int")).alias("conflicting"),
-        ).first()
+        replay_stats = one_row(
+            firsts.agg(
+                F.count(F.lit(1)).alias("events"),
+                F.sum(F.col("deliveries") - 1).alias("replays"),
+                F.sum((F.col("versions") > 1).cast("int")).alias("conflicting"),
+            )
+        )
         unique = firsts.drop("deliveries", "versions")
         products, product_stats = resolve_products(source_products(unique), cfg.dedup)
         products.write.mode("overwrite").parquet(root.products)
