@@ -56,10 +56,6 @@ class Layout:
     def quarantine(self, stage: str | None = None) -> str:
         return self.path("quarantine", f"stage={stage}") if stage else self.path("quarantine")
 
-    def report(self, dataset: str) -> str:
-        """A stage's JSON report lives beside (inside) the dataset it wrote; Spark skips `_` files."""
-        return f"{dataset}/_report.json"
-
 
 def filesystem(path: str) -> tuple[pafs.FileSystem, str]:
     """The pyarrow filesystem for a local path or a URI (file://, hdfs://, s3://), and the path within it."""

@@ -7,8 +7,8 @@ from collections.abc import Callable
 
 from pyspark.sql import SparkSession
 
-from dlspark.config import PipelineConfig
-from dlspark.report import StageReport
+from dlspark.config import PipelineConfig, config_hash
+from dlspark.report import StageReport, Timer
 from dlspark.stages import clean, dedup, ingest
 
 log = logging.getLogger(__name__)
@@ -18,8 +18,13 @@ STAGES: dict[str, StageFn] = {"ingest": ingest.run, "clean": clean.run, "dedup":
 
 
 def run_stage(name: str, spark: SparkSession, cfg: PipelineConfig) -> StageReport:
+    """Run one stage, time it, and write its report inside its output."""
     log.info("stage %s: starting", name)
-    report = STAGES[name](spark, cfg)
+    with Timer() as timer:
+        report = STAGES[name](spark, cfg)
+    report.seconds = timer.seconds
+    report.config_hash = config_hash(cfg)
+    report.write()
     log.info("stage %s: done in %.1f s", name, report.seconds)
     return report
 

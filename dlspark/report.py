@@ -16,6 +16,7 @@ class StageReport:
     """What one stage read, wrote and set aside; `rows_in == rows_out + sum(quarantined)` plus any removals."""
 
     stage: str
+    output: str = ""  # the dataset the stage wrote; its report is written inside it
     rows_in: int = 0
     rows_out: int = 0
     quarantined: dict[str, int] = field(default_factory=dict)
@@ -36,8 +37,9 @@ class StageReport:
     def to_dict(self) -> dict[str, Any]:
         return {**asdict(self), "quarantined_total": self.quarantined_total, "balanced": self.balanced()}
 
-    def write(self, path: str) -> None:
-        io_.write_json(path, self.to_dict())
+    def write(self) -> None:
+        """Write the report as `_report.json` inside the stage's output (Spark skips files starting with _)."""
+        io_.write_json(f"{self.output}/_report.json", self.to_dict())
 
 
 class Timer:

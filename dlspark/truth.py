@@ -95,7 +95,7 @@ def score(spark: SparkSession, root: Layout) -> TruthScore:
     events = spark.read.parquet(root.events)
     n_events = events.count()
     distinct_ids = events.select("event_id").distinct().count()
-    dedup_report = io_.read_json(root.report(root.events))
+    dedup_report = io_.read_json(f"{root.events}/_report.json")
     precision, recall, true_pairs, predicted_pairs = merge_scores(spark, root)
     return TruthScore(
         planted_bad=int(counts["planted"] or 0),

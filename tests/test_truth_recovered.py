@@ -80,6 +80,7 @@ def test_the_accounting_is_exact(demo):
     for report, dataset in ((ingest, "ingested"), (clean, "clean"), (dedup, "events")):
         written = json.loads(Path(cfg.data.root, dataset, "_report.json").read_text())
         assert written["balanced"] is True
+        assert len(written["config_hash"]) == 16 and written["output"].endswith(dataset)
         assert written["rows_in"] == report.rows_in and written["rows_out"] == report.rows_out
 
 

@@ -13,7 +13,7 @@ from pyspark.sql import functions as F
 
 from dlspark.config import CleanConfig, FeedConfig, PipelineConfig
 from dlspark.layout import Layout
-from dlspark.report import StageReport, Timer
+from dlspark.report import StageReport
 from dlspark.schemas import CANONICAL_FIELDS, CLEAN, INGESTED, MONEY
 from dlspark.stages.common import KEEP_NULLS, REASON, RECORD, first_failing, read_parquet, split_and_write
 
@@ -126,11 +126,8 @@ def clean(ingested: DataFrame, cfg: PipelineConfig) -> DataFrame:
 def run(spark: SparkSession, cfg: PipelineConfig) -> StageReport:
     """ingested/ -> clean/ (typed, normalised) + quarantine/stage=clean/."""
     root = Layout.at(cfg.data.root)
-    report = StageReport("clean")
-    with Timer() as timer:
-        ingested = read_parquet(spark, root.ingested, INGESTED, "ingested order lines (stage ingest)")
-        report.rows_in = ingested.count()
-        split_and_write(clean(ingested, cfg), CLEAN.fieldNames(), root.clean, root, report)
-    report.seconds = timer.seconds
-    report.write(root.report(root.clean))
+    report = StageReport("clean", output=root.clean)
+    ingested = read_parquet(spark, root.ingested, INGESTED, "ingested order lines (stage ingest)")
+    report.rows_in = ingested.count()
+    split_and_write(clean(ingested, cfg), CLEAN.fieldNames(), root, report)
     return report

@@ -54,17 +54,17 @@ def read_parquet(spark: SparkSession, path: str, schema: StructType, what: str) 
 def split_and_write(
     classified: DataFrame,
     good_columns: list[str],
-    good_path: str,
     root: Layout,
     report: StageReport,
     partition_by: str = "date",
 ) -> None:
-    """Write rows whose REASON is null to `good_path` and the rest to quarantine/stage=<stage>, then check counts.
+    """Write rows whose REASON is null to `report.output` and the rest to quarantine/stage=<stage>, then check counts.
 
     `report.rows_in` must already hold the input's own count. `classified` is read once (persisted); the counts
     of what was written are then read back from the written files and must equal
     the counts seen before writing, so a lost or duplicated row fails the stage loudly.
     """
+    good_path = report.output
     classified = classified.persist(StorageLevel.MEMORY_AND_DISK)
     try:
         by_reason = {

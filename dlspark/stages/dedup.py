@@ -19,7 +19,7 @@ from pyspark.sql import functions as F
 from dlspark.config import DedupConfig, PipelineConfig
 from dlspark.errors import AccountingError
 from dlspark.layout import Layout
-from dlspark.report import StageReport, Timer
+from dlspark.report import StageReport
 from dlspark.schemas import CLEAN, EVENTS, PRODUCTS
 from dlspark.stages.common import one_row, read_parquet, require_columns
 
@@ -202,43 +202,40 @@ def resolve_products(products: DataFrame, cfg: DedupConfig) -> tuple[DataFrame, 
 def run(spark: SparkSession, cfg: PipelineConfig) -> StageReport:
     """clean/ -> events/ (one row per event, with its canonical product) + products/."""
     root = Layout.at(cfg.data.root)
-    report = StageReport("dedup")
-    with Timer() as timer:
-        clean = read_parquet(spark, root.clean, CLEAN, "clean order lines (stage clean)")
-        report.rows_in = clean.count()
-        firsts = drop_replayed_events(clean).persist(StorageLevel.MEMORY_AND_DISK)
-        replay_stats = one_row(
-            firsts.agg(
-                F.count(F.lit(1)).alias("events"),
-                F.sum(F.col("deliveries") - 1).alias("replays"),
-                F.sum((F.col("versions") > 1).cast("int")).alias("conflicting"),
-            )
+    report = StageReport("dedup", output=root.events)
+    clean = read_parquet(spark, root.clean, CLEAN, "clean order lines (stage clean)")
+    report.rows_in = clean.count()
+    firsts = drop_replayed_events(clean).persist(StorageLevel.MEMORY_AND_DISK)
+    replay_stats = one_row(
+        firsts.agg(
+            F.count(F.lit(1)).alias("events"),
+            F.sum(F.col("deliveries") - 1).alias("replays"),
+            F.sum((F.col("versions") > 1).cast("int")).alias("conflicting"),
         )
-        unique = firsts.drop("deliveries", "versions")
-        products, product_stats = resolve_products(source_products(unique), cfg.dedup)
-        products.write.mode("overwrite").parquet(root.products)
-        mapping = products.select("product_id", "canonical_product_id")
-        events = unique.join(mapping, "product_id").select(*EVENTS.fieldNames())
-        events.write.mode("overwrite").partitionBy("date").parquet(root.events)
-        firsts.unpersist()
+    )
+    unique = firsts.drop("deliveries", "versions")
+    products, product_stats = resolve_products(source_products(unique), cfg.dedup)
+    products.write.mode("overwrite").parquet(root.products)
+    mapping = products.select("product_id", "canonical_product_id")
+    events = unique.join(mapping, "product_id").select(*EVENTS.fieldNames())
+    events.write.mode("overwrite").partitionBy("date").parquet(root.events)
+    firsts.unpersist()
 
-        report.rows_out = spark.read.parquet(root.events).count()
-        report.removed = {"replays": int(replay_stats["replays"] or 0)}
-        written_products = spark.read.parquet(root.products)
-        report.details = {
-            "conflicting_replays": int(replay_stats["conflicting"] or 0),
-            "source_products": written_products.count(),
-            "canonical_products": written_products.select("canonical_product_id").distinct().count(),
-            **product_stats,
-        }
-        report.details["merged_product_ids"] = report.details["source_products"] - report.details["canonical_products"]
+    report.rows_out = spark.read.parquet(root.events).count()
+    report.removed = {"replays": int(replay_stats["replays"] or 0)}
+    written_products = spark.read.parquet(root.products)
+    report.details = {
+        "conflicting_replays": int(replay_stats["conflicting"] or 0),
+        "source_products": written_products.count(),
+        "canonical_products": written_products.select("canonical_product_id").distinct().count(),
+        **product_stats,
+    }
+    report.details["merged_product_ids"] = report.details["source_products"] - report.details["canonical_products"]
     if report.rows_out != replay_stats["events"] or not report.balanced():
         raise AccountingError(
             f"dedup: {report.rows_in} clean rows, {replay_stats['events']} distinct events, "
             f"{report.rows_out} written to {root.events}: {report.to_dict()}"
         )
-    report.seconds = timer.seconds
-    report.write(root.report(root.events))
     log.info(
         "dedup: %d events, %d replays removed, %d product ids -> %d products",
         report.rows_out,

@@ -18,7 +18,7 @@ from dlspark import layout as io_
 from dlspark.config import FeedConfig, PipelineConfig
 from dlspark.errors import ConfigError, InputError
 from dlspark.layout import Layout
-from dlspark.report import StageReport, Timer
+from dlspark.report import StageReport
 from dlspark.schemas import CANONICAL_FIELDS, INGESTED
 from dlspark.stages.common import KEEP_NULLS, REASON, RECORD, first_failing, split_and_write
 
@@ -102,19 +102,16 @@ def run(spark: SparkSession, cfg: PipelineConfig, dates: list[str] | None = None
     """raw/ -> ingested/ (canonical fields, all strings) + quarantine/stage=ingest/."""
     root = Layout.at(cfg.data.root)
     check_inputs(cfg, root, dates)
-    report = StageReport("ingest")
-    with Timer() as timer:
-        per_feed = []
-        for name, feed in cfg.feeds.items():
-            raw = read_feed(spark, feed, feed_path(root.raw, feed, dates))
-            rows = raw.count()  # counted on the input itself, so the split below is checked against it
-            report.details[f"rows_in.{name}"] = rows
-            report.rows_in += rows
-            per_feed.append(to_canonical(raw, name, feed))
-        if report.rows_in == 0:
-            raise InputError(f"no records found under {root.raw} for feeds {list(cfg.feeds)}")
-        tagged = reduce(DataFrame.unionByName, per_feed)
-        split_and_write(tagged, INGESTED.fieldNames(), root.ingested, root, report)
-    report.seconds = timer.seconds
-    report.write(root.report(root.ingested))
+    report = StageReport("ingest", output=root.ingested)
+    per_feed = []
+    for name, feed in cfg.feeds.items():
+        raw = read_feed(spark, feed, feed_path(root.raw, feed, dates))
+        rows = raw.count()  # counted on the input itself, so the split below is checked against it
+        report.details[f"rows_in.{name}"] = rows
+        report.rows_in += rows
+        per_feed.append(to_canonical(raw, name, feed))
+    if report.rows_in == 0:
+        raise InputError(f"no records found under {root.raw} for feeds {list(cfg.feeds)}")
+    tagged = reduce(DataFrame.unionByName, per_feed)
+    split_and_write(tagged, INGESTED.fieldNames(), root, report)
     return report
