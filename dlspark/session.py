@@ -16,6 +16,7 @@ from pyspark.sql import SparkSession
 from dlspark.config import SparkConfig
 
 log = logging.getLogger(__name__)
+LOG4J2 = Path(__file__).with_name("log4j2.properties").as_uri()
 
 # Settings every dlspark session needs, whatever the environment; conf files may override them.
 DEFAULTS = {
@@ -46,6 +47,8 @@ def build_session(cfg: SparkConfig) -> SparkSession:
     settings = {**DEFAULTS, "spark.ui.showConsoleProgress": str(sys.stderr.isatty()).lower(), **cfg.conf}
     if python:
         settings["spark.pyspark.python"] = python
+    if not under_spark_submit() and "spark.driver.extraJavaOptions" not in settings:
+        settings["spark.driver.extraJavaOptions"] = f"-Dlog4j2.configurationFile={LOG4J2}"
     for key, value in settings.items():
         builder = builder.config(key, value)
     spark = builder.getOrCreate()

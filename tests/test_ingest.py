@@ -118,3 +118,25 @@ def test_feeds_with_no_records_at_all_stop_with_a_clear_message(spark, tmp_path)
     write_raw(tmp_path)
     with pytest.raises(InputError, match="no records found"):
         ingest.run(spark, make_config(tmp_path))
+
+
+def test_a_day_of_only_bad_records_runs_through_every_stage_and_quarantines_them_all(spark, tmp_path):
+    from dlspark.pipeline import run_stages
+
+    write_raw(
+        tmp_path,
+        [b"E9,O9,S01,C1,T100,MILK,DAIRY,2\n", b"E8,O8,S01,C1,T100,MILK,DAIRY,two,1.00,05/01/2026 10:00:00\n"],
+        [b"{not json\n"],
+    )
+    reports = {r.stage: r for r in run_stages(["ingest", "clean", "dedup"], spark, make_config(tmp_path))}
+    assert (reports["ingest"].rows_in, reports["ingest"].rows_out, reports["ingest"].quarantined) == (
+        3,
+        1,
+        {"invalid_json": 1, "wrong_column_count": 1},
+    )
+    assert (reports["clean"].rows_out, reports["clean"].quarantined) == (0, {"non_numeric_quantity": 1})
+    assert (reports["dedup"].rows_in, reports["dedup"].rows_out, reports["dedup"].details["source_products"]) == (
+        0,
+        0,
+        0,
+    )

@@ -88,8 +88,9 @@ def split_and_write(
     finally:
         classified.unpersist()
     spark = classified.sparkSession
-    written_good = spark.read.parquet(good_path).count()
-    written_bad = spark.read.parquet(quarantine_path).count()
+    # read back with the schemas just written: an output with no rows has no file to take a schema from
+    written_good = spark.read.schema(good.schema).parquet(good_path).count()
+    written_bad = spark.read.schema(bad.schema).parquet(quarantine_path).count()
     if written_good != report.rows_out or written_bad != report.quarantined_total:
         raise AccountingError(
             f"{report.stage}: counted {report.rows_out} good and {report.quarantined_total} quarantined rows, "

@@ -94,6 +94,8 @@ def similar_names(names: DataFrame, cfg: DedupConfig) -> DataFrame:
         "product_name_norm",
         shingles(F.col("product_name_norm"), cfg.shingle_size).alias("sh"),
     )
+    if signed.isEmpty():  # MinHashLSH cannot be fitted on no rows
+        return names.sparkSession.createDataFrame([], "key_a string, key_b string, similarity double")
     features = HashingTF(inputCol="sh", outputCol="features", numFeatures=1 << 20, binary=True).transform(signed)
     lsh = MinHashLSH(
         inputCol="features", outputCol="hashes", numHashTables=cfg.bands * cfg.rows_per_band, seed=cfg.seed
@@ -221,9 +223,9 @@ def run(spark: SparkSession, cfg: PipelineConfig) -> StageReport:
     events.write.mode("overwrite").partitionBy("date").parquet(root.events)
     firsts.unpersist()
 
-    report.rows_out = spark.read.parquet(root.events).count()
+    report.rows_out = spark.read.schema(EVENTS).parquet(root.events).count()
     report.removed = {"replays": int(replay_stats["replays"] or 0)}
-    written_products = spark.read.parquet(root.products)
+    written_products = spark.read.schema(PRODUCTS).parquet(root.products)
     report.details = {
         "conflicting_replays": int(replay_stats["conflicting"] or 0),
         "source_products": written_products.count(),
