@@ -13,7 +13,7 @@ from dlspark.errors import DlsparkError
 
 log = logging.getLogger("dlspark")
 
-ETL_STAGES = ["ingest", "clean", "dedup"]
+STAGE_ORDER = ["ingest", "clean", "dedup", "mine"]
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -47,6 +47,7 @@ def _parser() -> argparse.ArgumentParser:
         ("ingest", "raw/ -> ingested/ + quarantine/"),
         ("clean", "ingested/ -> clean/ + quarantine/"),
         ("dedup", "clean/ -> events/ + products/"),
+        ("mine", "events/ -> mining/ (itemsets, rules with full metrics, popularity)"),
     ]:
         commands.add_parser(stage, parents=[common], help=text)
 
@@ -92,17 +93,21 @@ def _run(command: str, cfg: PipelineConfig) -> int:
     # Spark is imported here, after the configuration has been checked, so a bad key fails in a second.
     from dlspark.generate import generate
     from dlspark.layout import Layout
-    from dlspark.pipeline import format_reports, run_stage, run_stages
+    from dlspark.pipeline import format_reports, format_rules, run_stage, run_stages
     from dlspark.session import spark_session
 
-    if command in ETL_STAGES:
-        from dlspark.stages.ingest import check_inputs
-
+    root = Layout.at(cfg.data.root)
+    if command in STAGE_ORDER:
         if command == "ingest":
-            check_inputs(cfg, Layout.at(cfg.data.root))
+            from dlspark.stages.ingest import check_inputs
+
+            check_inputs(cfg, root)
         with spark_session(cfg.spark) as spark:
             report = run_stage(command, spark, cfg)
         print(format_reports([report]))
+        if command == "mine":
+            print()
+            print(format_rules(report.details["top_rules"]))
         return 0
 
     with spark_session(cfg.spark) as spark:
@@ -110,20 +115,21 @@ def _run(command: str, cfg: PipelineConfig) -> int:
         print(
             f"generated {summary['raw_records_total']:,} raw records ({summary['orders']:,} orders over "
             f"{summary['days']} days, {summary['bad_records']:,} bad, {summary['replay_copies']:,} replays) "
-            f"under {Layout.at(cfg.data.root).raw} in {summary['seconds']} s"
+            f"under {root.raw} in {summary['seconds']} s"
         )
         if command == "generate":
             return 0
         from dlspark.truth import format_score, score
 
-        reports = run_stages(ETL_STAGES, spark, cfg)
-        truth = score(spark, Layout.at(cfg.data.root))
+        reports = run_stages(STAGE_ORDER, spark, cfg)
+        truth = score(spark, root)
     print()
     print(format_reports(reports))
     print()
+    print(format_rules(reports[-1].details["top_rules"]))
+    print()
     print(format_score(truth))
-    root = Layout.at(cfg.data.root)
-    print(f"\nOutputs under {root.root}: events/ products/ clean/ quarantine/ (stage reports: */_report.json)")
+    print(f"\nOutputs under {root.root}: events/ products/ mining/ clean/ quarantine/ (stage reports: */_report.json)")
     return 0
 
 

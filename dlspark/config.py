@@ -93,6 +93,22 @@ class DedupConfig(_Section):
     seed: int = 42
 
 
+class MineConfig(_Section):
+    """Association mining with FP-growth, and the guard rail that refuses a run that would explode."""
+
+    min_support: float = Field(0.01, gt=0, le=1)
+    min_confidence: float = Field(0.2, ge=0, le=1)
+    num_partitions: int | None = Field(None, ge=1, description="FP-growth's partitions; empty means Spark's default.")
+    max_itemset_length: int = Field(5, ge=2, description="Itemsets longer than this are not kept (or used for rules).")
+    max_itemsets: int = Field(
+        2_000_000, ge=1, description="Refuse to mine when the itemsets could be more than this (an upper bound)."
+    )
+    window_days: int | None = Field(None, ge=1, description="Mine only the last N days up to end_date.")
+    end_date: dt.date | None = Field(None, description="Last day mined; empty means the last day in events/.")
+    top_rules: int = Field(10, ge=1, description="How many rules (by lift) the report and the CLI show.")
+    recommendations: int = Field(10, ge=1, description="How many products a recommender returns per basket.")
+
+
 class GenerateConfig(_Section):
     """Demo data: sizes and rates of what the generator plants."""
 
@@ -115,6 +131,7 @@ class PipelineConfig(_Section):
     feeds: dict[str, FeedConfig]
     clean: CleanConfig = CleanConfig()
     dedup: DedupConfig = DedupConfig()
+    mining: MineConfig = MineConfig()
     generate: GenerateConfig = GenerateConfig()
 
     @model_validator(mode="after")

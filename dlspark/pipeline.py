@@ -4,17 +4,18 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from typing import Any
 
 from pyspark.sql import SparkSession
 
 from dlspark.config import PipelineConfig, config_hash
 from dlspark.report import StageReport, Timer
-from dlspark.stages import clean, dedup, ingest
+from dlspark.stages import clean, dedup, ingest, mine
 
 log = logging.getLogger(__name__)
 
 StageFn = Callable[[SparkSession, PipelineConfig], StageReport]
-STAGES: dict[str, StageFn] = {"ingest": ingest.run, "clean": clean.run, "dedup": dedup.run}
+STAGES: dict[str, StageFn] = {"ingest": ingest.run, "clean": clean.run, "dedup": dedup.run, "mine": mine.run}
 
 
 def run_stage(name: str, spark: SparkSession, cfg: PipelineConfig) -> StageReport:
@@ -48,9 +49,25 @@ def format_reports(reports: list[StageReport]) -> str:
             lines.append(f"  {r.stage} quarantine: {reasons}")
         if r.removed:
             lines.append("  " + r.stage + " removed: " + ", ".join(f"{k} {v:,}" for k, v in r.removed.items()))
-        interesting = {k: v for k, v in r.details.items() if not k.startswith("rows_in.")}
+        interesting = {
+            k: v for k, v in r.details.items() if not k.startswith("rows_in.") and not isinstance(v, list | dict)
+        }
         if interesting:
             lines.append(
                 "  " + r.stage + ": " + ", ".join(f"{k.replace('_', ' ')} {v}" for k, v in interesting.items())
             )
+    return "\n".join(lines)
+
+
+def format_rules(rules: list[dict[str, Any]]) -> str:
+    """The top rules as a table: lift, confidence, support, and the rule in product names."""
+    if not rules:
+        return "No rules at this support and confidence (mining.min_support, mining.min_confidence)."
+    lines = [f"{'lift':>7} {'conf':>5} {'support':>8} {'conviction':>10}  rule", "-" * 72]
+    for rule in rules:
+        conviction = rule["conviction"] if isinstance(rule["conviction"], str) else f"{rule['conviction']:.2f}"
+        lines.append(
+            f"{rule['lift']:>7.2f} {rule['confidence']:>5.2f} {rule['support']:>8.4f} {conviction:>10}  "
+            f"{' + '.join(rule['antecedent_names'])}  ->  {rule['consequent_names'][0]}"
+        )
     return "\n".join(lines)

@@ -43,5 +43,5 @@ def demo(spark, tmp_path_factory):
     root = tmp_path_factory.mktemp("demo")
     cfg = make_config(root, "generate.orders=2500", "generate.days=3", "generate.products=150", "generate.seed=11")
     generate(spark, cfg.generate, cfg.data.root)
-    reports = run_stages(["ingest", "clean", "dedup"], spark, cfg)
+    reports = run_stages(["ingest", "clean", "dedup", "mine"], spark, cfg)
     return cfg, {report.stage: report for report in reports}

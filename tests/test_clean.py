@@ -4,9 +4,9 @@ import datetime as dt
 from decimal import Decimal
 
 import pytest
-from conftest import make_config
 from pyspark.sql import functions as F
 
+from conftest import make_config
 from dlspark.schemas import INGESTED
 from dlspark.stages.clean import clean, normalise_name
 from dlspark.stages.common import REASON

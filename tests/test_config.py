@@ -1,6 +1,6 @@
 import pytest
-from conftest import REPO, make_config
 
+from conftest import REPO, make_config
 from dlspark.config import load_config
 from dlspark.errors import ConfigError
 from dlspark.layout import Layout

@@ -4,7 +4,6 @@ import datetime as dt
 from decimal import Decimal
 
 from conftest import make_config
-
 from dlspark.schemas import CLEAN
 from dlspark.stages.dedup import connected_components, drop_replayed_events, resolve_products
 

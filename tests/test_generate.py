@@ -5,8 +5,8 @@ import hashlib
 import json
 
 import pytest
-from conftest import make_config
 
+from conftest import make_config
 from dlspark.errors import InputError
 from dlspark.generate import BAD_KINDS, generate
 

@@ -3,8 +3,8 @@
 import json
 
 import pytest
-from conftest import make_config
 
+from conftest import make_config
 from dlspark.errors import InputError
 from dlspark.stages import ingest
 

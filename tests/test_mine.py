@@ -1,0 +1,164 @@
+"""Mining against mlxtend as an independent oracle, the guard rails, the recommenders, and the planted groups."""
+
+import csv
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from mlxtend.frequent_patterns import association_rules as mlx_rules
+from mlxtend.frequent_patterns import fpgrowth as mlx_fpgrowth
+
+from conftest import make_config
+from dlspark.errors import InputError
+from dlspark.recommend import recommend_from_rules, recommend_popular
+from dlspark.stages.mine import association_rules, check_minable, frequent_itemsets, itemset_bound
+
+MINING = make_config("/unused").mining
+
+
+def random_baskets(n=500, items=14, seed=5):
+    """Baskets with skewed item popularity and two planted pairs, so rules of every strength exist."""
+    rng = np.random.default_rng(seed)
+    weights = 0.6 / (np.arange(items) + 1) ** 0.5
+    baskets = []
+    for _ in range(n):
+        chosen = {f"p{j:02d}" for j in range(items) if rng.random() < weights[j]}
+        if "p01" in chosen and rng.random() < 0.7:
+            chosen.add("p09")
+        if "p03" in chosen:
+            chosen.add("p11")  # p03 -> p11 always: confidence 1, conviction infinite
+        baskets.append(sorted(chosen))
+    return baskets
+
+
+def spark_baskets(spark, baskets):
+    return spark.createDataFrame([(f"o{i}", b) for i, b in enumerate(baskets)], "order_id string, items array<string>")
+
+
+def oracle(baskets, min_support, min_confidence):
+    items = sorted({i for b in baskets for i in b})
+    onehot = pd.DataFrame([[i in b for i in items] for b in baskets], columns=items)
+    itemsets = mlx_fpgrowth(onehot, min_support=min_support, use_colnames=True)
+    rules = mlx_rules(itemsets, metric="confidence", min_threshold=min_confidence)
+    rules = rules[rules["consequents"].apply(len) == 1]  # Spark's rules have one-item consequents
+    return itemsets, rules
+
+
+@pytest.fixture(scope="module")
+def mined(spark):
+    baskets = random_baskets()
+    cfg = MINING.model_copy(update={"min_support": 0.04, "min_confidence": 0.3, "max_itemset_length": 14})
+    itemsets = frequent_itemsets(spark_baskets(spark, baskets), cfg, len(baskets)).cache()
+    rules = association_rules(itemsets, cfg.min_confidence)
+    return baskets, cfg, itemsets.collect(), rules.collect()
+
+
+def test_itemsets_and_supports_equal_mlxtend(mined):
+    baskets, cfg, itemsets, _ = mined
+    expected, _ = oracle(baskets, cfg.min_support, cfg.min_confidence)
+    ours = {frozenset(r["items"]): r["support"] for r in itemsets}
+    theirs = dict(zip(expected["itemsets"], expected["support"], strict=True))
+    assert len(ours) > 50 and any(len(s) >= 3 for s in ours)
+    assert ours.keys() == theirs.keys()
+    for itemset, support in theirs.items():
+        assert ours[itemset] == pytest.approx(support, abs=1e-12)
+    assert all(r["count"] == round(r["support"] * len(baskets)) for r in itemsets)
+
+
+def test_rules_and_all_their_metrics_equal_mlxtend(mined):
+    baskets, cfg, _, rules = mined
+    _, expected = oracle(baskets, cfg.min_support, cfg.min_confidence)
+    ours = {(frozenset(r["antecedent"]), r["consequent"][0]): r for r in rules}
+    theirs = {
+        (a, next(iter(c))): row
+        for a, c, row in zip(expected["antecedents"], expected["consequents"], expected.itertuples(), strict=True)
+    }
+    assert len(ours) > 30
+    assert ours.keys() == theirs.keys()
+    for key, row in theirs.items():
+        rule = ours[key]
+        for metric in ("support", "confidence", "lift", "leverage"):
+            assert rule[metric] == pytest.approx(getattr(row, metric), rel=1e-9, abs=1e-12), (key, metric)
+        if math.isinf(row.conviction):
+            assert math.isinf(rule["conviction"]) and rule["confidence"] == 1.0
+        else:
+            assert rule["conviction"] == pytest.approx(row.conviction, rel=1e-9), key
+    assert math.isinf(ours[(frozenset({"p03"}), "p11")]["conviction"])
+
+
+def test_a_length_cap_keeps_the_supports_of_what_it_keeps(spark, mined):
+    baskets, cfg, itemsets, _ = mined
+    capped = frequent_itemsets(
+        spark_baskets(spark, baskets), cfg.model_copy(update={"max_itemset_length": 2}), len(baskets)
+    ).collect()
+    full = {frozenset(r["items"]): r["count"] for r in itemsets}
+    assert {frozenset(r["items"]): r["count"] for r in capped} == {s: c for s, c in full.items() if len(s) <= 2}
+
+
+def test_the_itemset_bound_is_an_upper_bound(spark, mined):
+    baskets, cfg, itemsets, _ = mined
+    min_count = math.ceil(cfg.min_support * len(baskets))
+    bound, frequent, _ = itemset_bound(spark_baskets(spark, baskets), min_count, cfg.max_itemset_length)
+    assert bound >= len(itemsets)
+    assert frequent == sum(1 for r in itemsets if len(r["items"]) == 1)
+
+
+def test_an_exploding_support_is_refused_before_mining_with_what_to_change(spark):
+    dense = spark_baskets(spark, [[f"p{j}" for j in range(12)] for _ in range(50)])
+    cfg = MINING.model_copy(update={"min_support": 0.01, "max_itemsets": 1000})
+    with pytest.raises(InputError, match=r"mining\.min_support=0\.01 could give up to [\d,]+ frequent itemsets") as err:
+        check_minable(dense, cfg)
+    assert "mining.max_itemsets" in str(err.value) and "mining.max_itemset_length" in str(err.value)
+
+
+def test_no_baskets_or_only_single_item_baskets_are_refused(spark):
+    empty = spark.createDataFrame([], "order_id string, items array<string>")
+    with pytest.raises(InputError, match="no orders to mine"):
+        check_minable(empty, MINING)
+    with pytest.raises(InputError, match="all 3 baskets hold a single product"):
+        check_minable(spark_baskets(spark, [["a"], ["b"], ["a"]]), MINING)
+
+
+def test_the_rule_recommender_ranks_by_confidence_then_lift_and_skips_what_is_in_the_basket(spark):
+    rules = spark.createDataFrame(
+        [
+            (["a"], ["x"], 0.5, 2.0),
+            (["a"], ["y"], 0.5, 3.0),  # same confidence, higher lift: before x
+            (["a", "b"], ["z"], 0.9, 1.5),  # needs a and b
+            (["b"], ["a"], 0.95, 1.1),  # a is in the first basket already
+            (["c"], ["x"], 0.7, 1.2),  # x offered twice to basket 2: its best confidence counts
+        ],
+        "antecedent array<string>, consequent array<string>, confidence double, lift double",
+    )
+    baskets = spark_baskets(spark, [["a", "b"], ["a", "c"], ["q"]])
+    got = {r.order_id: r.recommended for r in recommend_from_rules(baskets, rules, k=3).collect()}
+    assert got == {"o0": ["z", "y", "x"], "o1": ["x", "y"], "o2": []}
+
+
+def test_the_popularity_baseline_recommends_the_most_popular_products_not_in_the_basket(spark):
+    popularity = spark.createDataFrame([("a", 9), ("b", 7), ("c", 5), ("d", 1)], "item string, count long")
+    baskets = spark_baskets(spark, [["a"], ["b", "c"], []])
+    got = {r.order_id: r.recommended for r in recommend_popular(baskets, popularity, k=2).collect()}
+    assert got == {"o0": ["b", "c"], "o1": ["a", "d"], "o2": ["a", "b"]}
+
+
+def test_the_planted_groups_are_found_as_frequent_itemsets(spark, demo):
+    cfg, reports = demo
+    root = Path(cfg.data.root)
+    true_of = {
+        row["product_id"]: row["true_product_id"] for row in csv.DictReader((root / "truth/products.csv").open())
+    }
+    canonical_of_true = {}
+    for row in spark.read.parquet(str(root / "products")).collect():  # each true product's canonical id
+        canonical_of_true.setdefault(true_of[row.product_id], set()).add(row.canonical_product_id)
+    itemsets = {frozenset(r["items"]) for r in spark.read.parquet(str(root / "mining" / "itemsets")).collect()}
+    groups = json.loads((root / "truth" / "planted.json").read_text())["groups"]
+    assert groups
+    for group in groups:
+        members = [canonical_of_true[p] for p in group["true_product_ids"]]
+        assert all(len(ids) == 1 for ids in members), group  # each product resolved to one canonical id
+        assert frozenset(next(iter(ids)) for ids in members) in itemsets, group["names"]
+    assert reports["mine"].details["top_rules"][0]["lift"] > 5
