@@ -96,9 +96,16 @@ class DedupConfig(_Section):
 class MineConfig(_Section):
     """Association mining with FP-growth, and the guard rail that refuses a run that would explode."""
 
+    engine: Literal["pfp", "spark"] = Field(
+        "pfp", description="pfp: parallel FP-growth with dlspark's local miner; spark: pyspark.ml.fpm.FPGrowth."
+    )
     min_support: float = Field(0.01, gt=0, le=1)
     min_confidence: float = Field(0.2, ge=0, le=1)
-    num_partitions: int | None = Field(None, ge=1, description="FP-growth's partitions; empty means Spark's default.")
+    num_partitions: int | None = Field(
+        None,
+        ge=1,
+        description="FP-growth's item groups (partitions); empty means the task slots (pfp) or Spark's default.",
+    )
     max_itemset_length: int = Field(5, ge=2, description="Itemsets longer than this are not kept (or used for rules).")
     max_itemsets: int = Field(
         2_000_000, ge=1, description="Refuse to mine when the itemsets could be more than this (an upper bound)."

@@ -47,10 +47,12 @@ def oracle(baskets, min_support, min_confidence):
     return itemsets, rules
 
 
-@pytest.fixture(scope="module")
-def mined(spark):
+@pytest.fixture(scope="module", params=["pfp", "spark"])
+def mined(spark, request):
     baskets = random_baskets()
-    cfg = MINING.model_copy(update={"min_support": 0.04, "min_confidence": 0.3, "max_itemset_length": 14})
+    cfg = MINING.model_copy(
+        update={"engine": request.param, "min_support": 0.04, "min_confidence": 0.3, "max_itemset_length": 14}
+    )
     itemsets = frequent_itemsets(spark_baskets(spark, baskets), cfg, len(baskets)).cache()
     rules = association_rules(itemsets, cfg.min_confidence)
     return baskets, cfg, itemsets.collect(), rules.collect()

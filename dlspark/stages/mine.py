@@ -18,6 +18,7 @@ from pyspark.ml.fpm import FPGrowth
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
+from dlspark import fpm
 from dlspark.config import MineConfig, PipelineConfig
 from dlspark.errors import InputError
 from dlspark.layout import Layout
@@ -116,17 +117,22 @@ def check_minable(baskets_: DataFrame, cfg: MineConfig) -> dict[str, Any]:
 def frequent_itemsets(baskets_: DataFrame, cfg: MineConfig, n_baskets: int) -> DataFrame:
     """Frequent itemsets (sorted items, count, support) of at most `max_itemset_length` items.
 
-    FP-growth has no length limit, so longer itemsets are dropped after mining: the supports of those kept are
-    exactly what FP-growth counted.
+    Both engines count an itemset frequent from ceil(min_support * baskets) baskets on. Spark's FPGrowth has no
+    length limit, so its longer itemsets are dropped after mining; the supports of those kept are unchanged.
     """
-    fp = FPGrowth(itemsCol="items", minSupport=cfg.min_support, minConfidence=cfg.min_confidence)
-    if cfg.num_partitions:
-        fp = fp.setNumPartitions(cfg.num_partitions)
-    model = fp.fit(baskets_.select("items"))
-    return model.freqItemsets.where(F.size("items") <= cfg.max_itemset_length).select(
+    if cfg.engine == "pfp":
+        min_count = math.ceil(cfg.min_support * n_baskets)
+        groups = cfg.num_partitions or fpm.default_groups(baskets_.sparkSession)
+        found = fpm.frequent_itemsets(baskets_.select("order_id", "items"), min_count, cfg.max_itemset_length, groups)
+    else:
+        fp = FPGrowth(itemsCol="items", minSupport=cfg.min_support, minConfidence=cfg.min_confidence)
+        if cfg.num_partitions:
+            fp = fp.setNumPartitions(cfg.num_partitions)
+        found = fp.fit(baskets_.select("items")).freqItemsets.select("items", F.col("freq").alias("count"))
+    return found.where(F.size("items") <= cfg.max_itemset_length).select(
         F.array_sort("items").alias("items"),
-        F.col("freq").alias("count"),
-        (F.col("freq") / F.lit(n_baskets)).alias("support"),
+        "count",
+        (F.col("count") / F.lit(n_baskets)).alias("support"),
     )
 
 
