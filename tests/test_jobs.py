@@ -45,7 +45,7 @@ def test_the_jobs_run_under_spark_submit(tmp_path):
     submit = [str(BIN / "spark-submit"), "--master", "local[2]", "--conf", "spark.ui.enabled=false"]
     generated = run([*submit, "jobs/generate.py", *common, "--out", str(tmp_path), "--orders", "400", "--days", "2"])
     assert generated.returncode == 0, generated.stderr[-3000:]
-    for stage in ("ingest", "clean", "dedup"):
+    for stage in ("ingest", "clean", "dedup", "mine"):
         result = run([*submit, f"jobs/{stage}.py", *common])
         assert result.returncode == 0, result.stderr[-3000:]
         assert stage in result.stdout  # the summary table
@@ -53,3 +53,5 @@ def test_the_jobs_run_under_spark_submit(tmp_path):
     report = json.loads((tmp_path / "events" / "_report.json").read_text())
     assert report["rows_out"] == summary["good_events"] and report["balanced"]
     assert report["removed"]["replays"] == summary["replay_copies"]
+    mined = json.loads((tmp_path / "mining" / "_report.json").read_text())
+    assert mined["rows_in"] == mined["details"]["baskets"] > 0 and mined["details"]["itemsets"] > 0

@@ -164,3 +164,18 @@ def test_the_planted_groups_are_found_as_frequent_itemsets(spark, demo):
         assert all(len(ids) == 1 for ids in members), group  # each product resolved to one canonical id
         assert frozenset(next(iter(ids)) for ids in members) in itemsets, group["names"]
     assert reports["mine"].details["top_rules"][0]["lift"] > 5
+
+
+def test_the_window_keeps_the_last_days_up_to_the_end_date(spark):
+    import datetime as dt
+
+    from dlspark.stages.mine import select_window
+
+    events = spark.createDataFrame([(dt.date(2026, 1, d),) for d in range(1, 11)], "date date")
+    cfg = MINING.model_copy(update={"window_days": 3})
+    kept, start, end = select_window(events, cfg)
+    assert (start, end) == (dt.date(2026, 1, 8), dt.date(2026, 1, 10))
+    assert sorted(r.date.day for r in kept.collect()) == [8, 9, 10]
+    kept, start, end = select_window(events, cfg.model_copy(update={"end_date": dt.date(2026, 1, 5)}))
+    assert sorted(r.date.day for r in kept.collect()) == [3, 4, 5]
+    assert select_window(events, MINING)[0].count() == 10
