@@ -38,6 +38,8 @@ class TruthScore:
     merge_recall: float
     true_pairs: int
     predicted_pairs: int
+    planted_groups: int
+    planted_groups_found: int
 
     def as_dict(self) -> dict[str, float | int]:
         return asdict(self)
@@ -79,6 +81,29 @@ def merge_scores(spark: SparkSession, root: Layout) -> tuple[float, float, int, 
     return precision, recall, true_pairs, predicted
 
 
+def planted_groups_found(spark: SparkSession, root: Layout) -> tuple[int, int]:
+    """(planted groups, groups found as a frequent itemset of their canonical products)."""
+    groups = io_.read_json(root.path("truth", "planted.json"))["groups"]
+    truth = spark.read.schema(PRODUCTS_SCHEMA).option("header", True).csv(root.path("truth", "products.csv"))
+    canonical = (
+        spark.read.parquet(root.products)
+        .join(truth.select("product_id", "true_product_id"), "product_id")
+        .groupBy("true_product_id")
+        .agg(F.min("canonical_product_id").alias("canonical_product_id"))
+    )
+    members = spark.createDataFrame(
+        [(g, p) for g, group in enumerate(groups) for p in group["true_product_ids"]],
+        "group int, true_product_id string",
+    )
+    wanted = (
+        members.join(canonical, "true_product_id")
+        .groupBy("group")
+        .agg(F.array_sort(F.collect_set("canonical_product_id")).alias("items"))
+    )
+    itemsets = spark.read.parquet(root.path("mining", "itemsets")).select("items")
+    return len(groups), wanted.join(itemsets, "items").select("group").distinct().count()
+
+
 def score(spark: SparkSession, root: Layout) -> TruthScore:
     summary = io_.read_json(root.path("truth", "summary.json"))
     joined = quarantine_vs_truth(spark, root)
@@ -97,6 +122,7 @@ def score(spark: SparkSession, root: Layout) -> TruthScore:
     distinct_ids = events.select("event_id").distinct().count()
     dedup_report = io_.read_json(f"{root.events}/_report.json")
     precision, recall, true_pairs, predicted_pairs = merge_scores(spark, root)
+    n_groups, n_found = planted_groups_found(spark, root)
     return TruthScore(
         planted_bad=int(counts["planted"] or 0),
         quarantined=int(counts["quarantined"] or 0),
@@ -113,6 +139,8 @@ def score(spark: SparkSession, root: Layout) -> TruthScore:
         merge_recall=round(recall, 4),
         true_pairs=true_pairs,
         predicted_pairs=predicted_pairs,
+        planted_groups=n_groups,
+        planted_groups_found=n_found,
     )
 
 
@@ -127,5 +155,6 @@ def format_score(s: TruthScore) -> str:
             f"{s.events:,} events kept of {s.expected_events:,} expected; {s.duplicate_event_ids:,} duplicate ids left",
             f"  product merges: precision {s.merge_precision:.3f}, recall {s.merge_recall:.3f} "
             f"({s.predicted_pairs:,} id pairs merged, {s.true_pairs:,} true pairs)",
+            f"  planted product groups: {s.planted_groups_found} of {s.planted_groups} found as frequent itemsets",
         ]
     )

@@ -91,6 +91,7 @@ def test_the_demo_scorer_agrees(spark, demo):
     assert score.bad_missed == score.good_quarantined == score.bad_caught_with_wrong_reason == 0
     assert score.events == score.expected_events and score.replays_removed == score.expected_replays_removed
     assert score.merge_precision >= 0.95 and score.merge_recall >= 0.90
+    assert score.planted_groups_found == score.planted_groups > 0
 
 
 @pytest.mark.parametrize("stage", ["ingest", "clean"])
