@@ -69,7 +69,7 @@ def run_dlspark(path: str, support: float, master: str, engine: str) -> dict:
     sys.path.insert(0, str(REPO))
     from dlspark.config import MineConfig, SparkConfig
     from dlspark.session import build_session
-    from dlspark.stages.mine import association_rules, check_minable, frequent_itemsets
+    from dlspark.stages.mine import association_rules, check_minable, frequent_itemsets, item_counts
 
     spark = build_session(
         SparkConfig(
@@ -87,8 +87,9 @@ def run_dlspark(path: str, support: float, master: str, engine: str) -> dict:
     baskets = spark.read.parquet(path).repartition(spark.sparkContext.defaultParallelism).cache()
     n = baskets.count()
     started = time.perf_counter()
-    check_minable(baskets, cfg)
-    itemsets = frequent_itemsets(baskets, cfg, n).cache()
+    counts = item_counts(baskets).cache()
+    check_minable(baskets, counts, cfg)
+    itemsets = frequent_itemsets(baskets, counts, cfg, n).cache()
     n_itemsets = itemsets.count()
     n_rules = association_rules(itemsets, cfg.min_confidence).count()
     seconds = time.perf_counter() - started

@@ -91,15 +91,15 @@ def _extend(
                 yield from _extend(itemset, deeper, min_count, max_length)
 
 
-def frequent_itemsets(baskets: DataFrame, min_count: int, max_length: int, groups: int) -> DataFrame:
+def frequent_itemsets(baskets: DataFrame, counts: DataFrame, min_count: int, max_length: int, groups: int) -> DataFrame:
     """(items, count) of every itemset in at least `min_count` baskets and of at most `max_length` items.
 
-    `baskets` has `order_id` (unique) and `items`: arrays of distinct items (strings). Items are ranked by count on
+    `baskets` has `order_id` (unique) and `items`: arrays of distinct items (strings); `counts` has each item's
+    basket count (`item`, `count`). Items are ranked by count on
     the driver (only the frequent ones: the same collect Spark's FPGrowth makes), conditional transactions are built
     per group in Spark SQL, and groups are mined in parallel with `mine_group`.
     """
     spark = baskets.sparkSession
-    counts = baskets.select(F.explode("items").alias("item")).groupBy("item").count()
     frequent = counts.where(F.col("count") >= min_count).orderBy(F.desc("count"), F.asc("item")).collect()
     if not frequent:
         return spark.createDataFrame([], "items array<string>, count long")

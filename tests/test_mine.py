@@ -14,7 +14,7 @@ from mlxtend.frequent_patterns import fpgrowth as mlx_fpgrowth
 from conftest import make_config
 from dlspark.errors import InputError
 from dlspark.recommend import recommend_from_rules, recommend_popular
-from dlspark.stages.mine import association_rules, check_minable, frequent_itemsets, itemset_bound
+from dlspark.stages.mine import association_rules, check_minable, frequent_itemsets, item_counts, itemset_bound
 
 MINING = make_config("/unused").mining
 
@@ -53,7 +53,8 @@ def mined(spark, request):
     cfg = MINING.model_copy(
         update={"engine": request.param, "min_support": 0.04, "min_confidence": 0.3, "max_itemset_length": 14}
     )
-    itemsets = frequent_itemsets(spark_baskets(spark, baskets), cfg, len(baskets)).cache()
+    frame = spark_baskets(spark, baskets)
+    itemsets = frequent_itemsets(frame, item_counts(frame), cfg, len(baskets)).cache()
     rules = association_rules(itemsets, cfg.min_confidence)
     return baskets, cfg, itemsets.collect(), rules.collect()
 
@@ -93,8 +94,9 @@ def test_rules_and_all_their_metrics_equal_mlxtend(mined):
 
 def test_a_length_cap_keeps_the_supports_of_what_it_keeps(spark, mined):
     baskets, cfg, itemsets, _ = mined
+    frame = spark_baskets(spark, baskets)
     capped = frequent_itemsets(
-        spark_baskets(spark, baskets), cfg.model_copy(update={"max_itemset_length": 2}), len(baskets)
+        frame, item_counts(frame), cfg.model_copy(update={"max_itemset_length": 2}), len(baskets)
     ).collect()
     full = {frozenset(r["items"]): r["count"] for r in itemsets}
     assert {frozenset(r["items"]): r["count"] for r in capped} == {s: c for s, c in full.items() if len(s) <= 2}
@@ -103,7 +105,8 @@ def test_a_length_cap_keeps_the_supports_of_what_it_keeps(spark, mined):
 def test_the_itemset_bound_is_an_upper_bound(spark, mined):
     baskets, cfg, itemsets, _ = mined
     min_count = math.ceil(cfg.min_support * len(baskets))
-    bound, frequent, _ = itemset_bound(spark_baskets(spark, baskets), min_count, cfg.max_itemset_length)
+    frame = spark_baskets(spark, baskets)
+    bound, frequent, _ = itemset_bound(frame, item_counts(frame), min_count, cfg.max_itemset_length)
     assert bound >= len(itemsets)
     assert frequent == sum(1 for r in itemsets if len(r["items"]) == 1)
 
@@ -112,16 +115,17 @@ def test_an_exploding_support_is_refused_before_mining_with_what_to_change(spark
     dense = spark_baskets(spark, [[f"p{j}" for j in range(12)] for _ in range(50)])
     cfg = MINING.model_copy(update={"min_support": 0.01, "max_itemsets": 1000})
     with pytest.raises(InputError, match=r"mining\.min_support=0\.01 could give up to [\d,]+ frequent itemsets") as err:
-        check_minable(dense, cfg)
+        check_minable(dense, item_counts(dense), cfg)
     assert "mining.max_itemsets" in str(err.value) and "mining.max_itemset_length" in str(err.value)
 
 
 def test_no_baskets_or_only_single_item_baskets_are_refused(spark):
     empty = spark.createDataFrame([], "order_id string, items array<string>")
     with pytest.raises(InputError, match="no orders to mine"):
-        check_minable(empty, MINING)
+        check_minable(empty, item_counts(empty), MINING)
     with pytest.raises(InputError, match="all 3 baskets hold a single product"):
-        check_minable(spark_baskets(spark, [["a"], ["b"], ["a"]]), MINING)
+        singles = spark_baskets(spark, [["a"], ["b"], ["a"]])
+        check_minable(singles, item_counts(singles), MINING)
 
 
 def test_the_rule_recommender_ranks_by_confidence_then_lift_and_skips_what_is_in_the_basket(spark):

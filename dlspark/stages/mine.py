@@ -54,15 +54,19 @@ def baskets(events: DataFrame) -> DataFrame:
     )
 
 
-def itemset_bound(baskets_: DataFrame, min_count: int, max_length: int) -> tuple[int, int, int]:
+def item_counts(baskets_: DataFrame) -> DataFrame:
+    """How many baskets each product is in (one row per product: the bound, the miner and popularity share it)."""
+    return baskets_.select(F.explode("items").alias("item")).groupBy("item").count()
+
+
+def itemset_bound(baskets_: DataFrame, counts: DataFrame, min_count: int, max_length: int) -> tuple[int, int, int]:
     """An upper bound on the number of frequent itemsets of at most `max_length` items.
 
     A basket with k frequent items contains sum_{j<=L} C(k, j) candidate itemsets, and every frequent itemset needs
     `min_count` baskets, so there are at most (sum over baskets) / min_count of them. Returns (bound, frequent
     items, incidences); one pass over the baskets, nothing mined.
     """
-    item_counts = baskets_.select(F.explode("items").alias("item")).groupBy("item").count()
-    frequent = item_counts.where(F.col("count") >= min_count).select("item")
+    frequent = counts.where(F.col("count") >= min_count).select("item")
     n_frequent = frequent.count()
     if n_frequent == 0:
         return 0, 0, 0
@@ -77,7 +81,7 @@ def itemset_bound(baskets_: DataFrame, min_count: int, max_length: int) -> tuple
     return incidences // min_count, n_frequent, incidences
 
 
-def check_minable(baskets_: DataFrame, cfg: MineConfig) -> dict[str, Any]:
+def check_minable(baskets_: DataFrame, counts: DataFrame, cfg: MineConfig) -> dict[str, Any]:
     """Refuse, with what to change, an empty input, single-item baskets, or a support that would explode."""
     stats = one_row(
         baskets_.agg(
@@ -95,7 +99,7 @@ def check_minable(baskets_: DataFrame, cfg: MineConfig) -> dict[str, Any]:
             "(mining.window_days) or check that orders group their lines (order_id)"
         )
     min_count = max(1, math.ceil(cfg.min_support * n))
-    bound, n_frequent, incidences = itemset_bound(baskets_, min_count, cfg.max_itemset_length)
+    bound, n_frequent, incidences = itemset_bound(baskets_, counts, min_count, cfg.max_itemset_length)
     if bound > cfg.max_itemsets:
         safe = incidences / (cfg.max_itemsets * n)
         raise InputError(
@@ -114,7 +118,7 @@ def check_minable(baskets_: DataFrame, cfg: MineConfig) -> dict[str, Any]:
     }
 
 
-def frequent_itemsets(baskets_: DataFrame, cfg: MineConfig, n_baskets: int) -> DataFrame:
+def frequent_itemsets(baskets_: DataFrame, counts: DataFrame, cfg: MineConfig, n_baskets: int) -> DataFrame:
     """Frequent itemsets (sorted items, count, support) of at most `max_itemset_length` items.
 
     Both engines count an itemset frequent from ceil(min_support * baskets) baskets on. Spark's FPGrowth has no
@@ -123,7 +127,9 @@ def frequent_itemsets(baskets_: DataFrame, cfg: MineConfig, n_baskets: int) -> D
     if cfg.engine == "pfp":
         min_count = math.ceil(cfg.min_support * n_baskets)
         groups = cfg.num_partitions or fpm.default_groups(baskets_.sparkSession)
-        found = fpm.frequent_itemsets(baskets_.select("order_id", "items"), min_count, cfg.max_itemset_length, groups)
+        found = fpm.frequent_itemsets(
+            baskets_.select("order_id", "items"), counts, min_count, cfg.max_itemset_length, groups
+        )
     else:
         fp = FPGrowth(itemsCol="items", minSupport=cfg.min_support, minConfidence=cfg.min_confidence)
         if cfg.num_partitions:
@@ -176,9 +182,8 @@ def association_rules(itemsets: DataFrame, min_confidence: float) -> DataFrame:
     )
 
 
-def popularity(baskets_: DataFrame, n_baskets: int) -> DataFrame:
+def popularity(counts: DataFrame, n_baskets: int) -> DataFrame:
     """Every product with the number and share of baskets it is in (the popularity baseline's table)."""
-    counts = baskets_.select(F.explode("items").alias("item")).groupBy("item").count()
     return counts.select("item", "count", (F.col("count") / F.lit(n_baskets)).alias("support"))
 
 
@@ -189,17 +194,19 @@ def run(spark: SparkSession, cfg: PipelineConfig) -> StageReport:
     events = read_parquet(spark, root.events, EVENTS, "deduplicated events (stage dedup)")
     windowed, start, end = select_window(events, cfg.mining)
     order_baskets = baskets(windowed).persist(StorageLevel.MEMORY_AND_DISK)
+    counts = item_counts(order_baskets).persist(StorageLevel.MEMORY_AND_DISK)
     try:
-        checks = check_minable(order_baskets, cfg.mining)
+        checks = check_minable(order_baskets, counts, cfg.mining)
         n = checks["baskets"]
         report.rows_in = n
-        itemsets = frequent_itemsets(order_baskets, cfg.mining, n).persist(StorageLevel.MEMORY_AND_DISK)
+        itemsets = frequent_itemsets(order_baskets, counts, cfg.mining, n).persist(StorageLevel.MEMORY_AND_DISK)
         itemsets.write.mode("overwrite").parquet(root.path("mining", "itemsets"))
         rules = association_rules(itemsets, cfg.mining.min_confidence)
         rules.write.mode("overwrite").parquet(root.path("mining", "rules"))
-        popularity(order_baskets, n).write.mode("overwrite").parquet(root.path("mining", "popularity"))
+        popularity(counts, n).write.mode("overwrite").parquet(root.path("mining", "popularity"))
         itemsets.unpersist()
     finally:
+        counts.unpersist()
         order_baskets.unpersist()
     written_rules = spark.read.parquet(root.path("mining", "rules"))
     report.rows_out = n
