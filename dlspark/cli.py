@@ -93,15 +93,12 @@ def _run(command: str, cfg: PipelineConfig) -> int:
     # Spark is imported here, after the configuration has been checked, so a bad key fails in a second.
     from dlspark.generate import generate
     from dlspark.layout import Layout
-    from dlspark.pipeline import format_reports, format_rules, run_stage, run_stages
+    from dlspark.pipeline import check_inputs, format_reports, format_rules, run_stage, run_stages
     from dlspark.session import spark_session
 
     root = Layout.at(cfg.data.root)
     if command in STAGE_ORDER:
-        if command == "ingest":
-            from dlspark.stages.ingest import check_inputs
-
-            check_inputs(cfg, root)
+        check_inputs(command, cfg)
         with spark_session(cfg.spark) as spark:
             report = run_stage(command, spark, cfg)
         print(format_reports([report]))

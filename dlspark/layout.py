@@ -11,6 +11,13 @@ from pyarrow import fs as pafs
 
 from dlspark.errors import InputError
 
+# What each stage output holds and which stage writes it, for messages about a missing input.
+DATASETS = {
+    "ingested": "ingested order lines (stage ingest)",
+    "clean": "clean order lines (stage clean)",
+    "events": "deduplicated events (stage dedup)",
+}
+
 
 def _is_uri(path: str) -> bool:
     return "://" in path

@@ -9,13 +9,26 @@ from typing import Any
 from pyspark.sql import SparkSession
 
 from dlspark.config import PipelineConfig, config_hash
+from dlspark.layout import DATASETS, Layout
 from dlspark.report import StageReport, Timer
 from dlspark.stages import clean, dedup, ingest, mine
+from dlspark.stages.common import require_dataset
 
 log = logging.getLogger(__name__)
 
 StageFn = Callable[[SparkSession, PipelineConfig], StageReport]
 STAGES: dict[str, StageFn] = {"ingest": ingest.run, "clean": clean.run, "dedup": dedup.run, "mine": mine.run}
+# The dataset each stage reads, so a missing input is reported before Spark starts.
+INPUTS = {"clean": "ingested", "dedup": "clean", "mine": "events"}
+
+
+def check_inputs(name: str, cfg: PipelineConfig) -> None:
+    """Fail fast, without Spark, when the data a stage reads is not there."""
+    root = Layout.at(cfg.data.root)
+    if name == "ingest":
+        ingest.check_inputs(cfg, root)
+    elif name in INPUTS:
+        require_dataset(root.path(INPUTS[name]), DATASETS[INPUTS[name]])
 
 
 def run_stage(name: str, spark: SparkSession, cfg: PipelineConfig) -> StageReport:

@@ -31,6 +31,14 @@ def test_ingest_of_a_missing_data_root_says_what_to_do(tmp_path):
     assert "feeds.tills.path" in result.stderr and "dlspark generate" in result.stderr
 
 
+@pytest.mark.parametrize(("stage", "missing"), [("clean", "ingested"), ("dedup", "clean"), ("mine", "events")])
+def test_a_stage_whose_input_is_missing_says_which_stage_to_run_without_starting_spark(tmp_path, stage, missing):
+    result = run([str(BIN / "dlspark"), stage, "--set", f"data.root={tmp_path}"])
+    assert result.returncode == 2
+    assert f"not found at {tmp_path}/{missing}; run the stage that writes it first" in result.stderr
+    assert "Spark" not in result.stderr and "Traceback" not in result.stderr
+
+
 @pytest.mark.slow
 def test_the_jobs_run_under_spark_submit(tmp_path):
     common = [

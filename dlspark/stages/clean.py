@@ -12,7 +12,7 @@ from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from dlspark.config import CleanConfig, FeedConfig, PipelineConfig
-from dlspark.layout import Layout
+from dlspark.layout import DATASETS, Layout
 from dlspark.report import StageReport
 from dlspark.schemas import CANONICAL_FIELDS, CLEAN, INGESTED, MONEY
 from dlspark.stages.common import KEEP_NULLS, REASON, RECORD, first_failing, read_parquet, split_and_write
@@ -127,7 +127,7 @@ def run(spark: SparkSession, cfg: PipelineConfig) -> StageReport:
     """ingested/ -> clean/ (typed, normalised) + quarantine/stage=clean/."""
     root = Layout.at(cfg.data.root)
     report = StageReport("clean", output=root.clean)
-    ingested = read_parquet(spark, root.ingested, INGESTED, "ingested order lines (stage ingest)")
+    ingested = read_parquet(spark, root.ingested, INGESTED, DATASETS["ingested"])
     report.rows_in = ingested.count()
     split_and_write(clean(ingested, cfg), CLEAN.fieldNames(), root, report)
     return report

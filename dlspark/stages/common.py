@@ -44,10 +44,15 @@ def require_columns(frame: DataFrame, columns: Iterable[str], what: str) -> None
         raise InputError(f"{what} lacks column(s) {missing}; it has {frame.columns}")
 
 
-def read_parquet(spark: SparkSession, path: str, schema: StructType, what: str) -> DataFrame:
-    """Read a dataset an earlier stage wrote, with a clear message when that stage has not run."""
+def require_dataset(path: str, what: str) -> None:
+    """Fail with what is missing and what to run when an earlier stage's output is not there."""
     if not io_.exists(path):
         raise InputError(f"{what} not found at {path}; run the stage that writes it first")
+
+
+def read_parquet(spark: SparkSession, path: str, schema: StructType, what: str) -> DataFrame:
+    """Read a dataset an earlier stage wrote, with a clear message when that stage has not run."""
+    require_dataset(path, what)
     return spark.read.schema(schema).parquet(path)
 
 

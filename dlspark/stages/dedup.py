@@ -18,7 +18,7 @@ from pyspark.sql import functions as F
 
 from dlspark.config import DedupConfig, PipelineConfig
 from dlspark.errors import AccountingError
-from dlspark.layout import Layout
+from dlspark.layout import DATASETS, Layout
 from dlspark.report import StageReport
 from dlspark.schemas import CLEAN, EVENTS, PRODUCTS
 from dlspark.stages.common import one_row, read_parquet, require_columns
@@ -206,7 +206,7 @@ def run(spark: SparkSession, cfg: PipelineConfig) -> StageReport:
     """clean/ -> events/ (one row per event, with its canonical product) + products/."""
     root = Layout.at(cfg.data.root)
     report = StageReport("dedup", output=root.events)
-    clean = read_parquet(spark, root.clean, CLEAN, "clean order lines (stage clean)")
+    clean = read_parquet(spark, root.clean, CLEAN, DATASETS["clean"])
     report.rows_in = clean.count()
     firsts = drop_replayed_events(clean).persist(StorageLevel.MEMORY_AND_DISK)
     replay_stats = one_row(

@@ -21,7 +21,7 @@ from pyspark.sql import functions as F
 from dlspark import fpm
 from dlspark.config import MineConfig, PipelineConfig
 from dlspark.errors import InputError
-from dlspark.layout import Layout
+from dlspark.layout import DATASETS, Layout
 from dlspark.report import StageReport
 from dlspark.schemas import EVENTS
 from dlspark.stages.common import one_row, read_parquet
@@ -191,7 +191,7 @@ def run(spark: SparkSession, cfg: PipelineConfig) -> StageReport:
     """events/ -> mining/itemsets/, mining/rules/, mining/popularity/."""
     root = Layout.at(cfg.data.root)
     report = StageReport("mine", output=root.path("mining"))
-    events = read_parquet(spark, root.events, EVENTS, "deduplicated events (stage dedup)")
+    events = read_parquet(spark, root.events, EVENTS, DATASETS["events"])
     windowed, start, end = select_window(events, cfg.mining)
     order_baskets = baskets(windowed).persist(StorageLevel.MEMORY_AND_DISK)
     counts = item_counts(order_baskets).persist(StorageLevel.MEMORY_AND_DISK)
