@@ -11,8 +11,6 @@ from dlspark import __version__
 from dlspark.config import DEFAULT_CONFIG, PipelineConfig, load_config
 from dlspark.errors import DlsparkError
 
-log = logging.getLogger("dlspark")
-
 STAGE_ORDER = ["ingest", "clean", "dedup", "mine"]
 
 
