@@ -11,6 +11,11 @@ from dlspark import __version__
 from dlspark import layout as io_
 
 
+def report_path(output: str) -> str:
+    """Where the report of the stage that wrote `output` lives: inside it (Spark skips files starting with _)."""
+    return f"{output}/_report.json"
+
+
 @dataclass
 class StageReport:
     """What one stage read, wrote and set aside; `rows_in == rows_out + sum(quarantined)` plus any removals."""
@@ -38,8 +43,7 @@ class StageReport:
         return {**asdict(self), "quarantined_total": self.quarantined_total, "balanced": self.balanced()}
 
     def write(self) -> None:
-        """Write the report as `_report.json` inside the stage's output (Spark skips files starting with _)."""
-        io_.write_json(f"{self.output}/_report.json", self.to_dict())
+        io_.write_json(report_path(self.output), self.to_dict())
 
 
 class Timer:

@@ -12,6 +12,7 @@ from pyspark.sql import functions as F
 
 from dlspark import layout as io_
 from dlspark.layout import Layout
+from dlspark.report import report_path
 from dlspark.stages.common import one_row
 
 GENERATED_EVENT_ID = r"(E\d{9}-\d{2})"
@@ -61,6 +62,11 @@ def quarantine_vs_truth(spark: SparkSession, root: Layout) -> DataFrame:
     return planted.select("event_id", "kind").join(quarantined, "event_id", "full_outer")
 
 
+def truth_products(spark: SparkSession, root: Layout) -> DataFrame:
+    """truth/products.csv: every source product id with the product it really is."""
+    return spark.read.schema(PRODUCTS_SCHEMA).option("header", True).csv(root.path("truth", "products.csv"))
+
+
 def pair_counts(assignments: DataFrame, group: str) -> int:
     """How many unordered pairs of ids share `group`."""
     sizes = assignments.groupBy(group).count()
@@ -69,7 +75,7 @@ def pair_counts(assignments: DataFrame, group: str) -> int:
 
 def merge_scores(spark: SparkSession, root: Layout) -> tuple[float, float, int, int]:
     """Pairwise precision and recall of product merges, over the source ids that appear in products/."""
-    truth = spark.read.schema(PRODUCTS_SCHEMA).option("header", True).csv(root.path("truth", "products.csv"))
+    truth = truth_products(spark, root)
     found = spark.read.parquet(root.products).select("product_id", "canonical_product_id")
     both = found.join(truth.select("product_id", "true_product_id"), "product_id").cache()
     true_pairs = pair_counts(both, "true_product_id")
@@ -84,7 +90,7 @@ def merge_scores(spark: SparkSession, root: Layout) -> tuple[float, float, int, 
 def planted_groups_found(spark: SparkSession, root: Layout) -> tuple[int, int]:
     """(planted groups, groups found as a frequent itemset of their canonical products)."""
     groups = io_.read_json(root.path("truth", "planted.json"))["groups"]
-    truth = spark.read.schema(PRODUCTS_SCHEMA).option("header", True).csv(root.path("truth", "products.csv"))
+    truth = truth_products(spark, root)
     canonical = (
         spark.read.parquet(root.products)
         .join(truth.select("product_id", "true_product_id"), "product_id")
@@ -120,7 +126,7 @@ def score(spark: SparkSession, root: Layout) -> TruthScore:
     events = spark.read.parquet(root.events)
     n_events = events.count()
     distinct_ids = events.select("event_id").distinct().count()
-    dedup_report = io_.read_json(f"{root.events}/_report.json")
+    dedup_report = io_.read_json(report_path(root.events))
     precision, recall, true_pairs, predicted_pairs = merge_scores(spark, root)
     n_groups, n_found = planted_groups_found(spark, root)
     return TruthScore(
