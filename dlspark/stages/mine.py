@@ -54,19 +54,24 @@ def baskets(events: DataFrame) -> DataFrame:
     )
 
 
+def min_count(cfg: MineConfig, n_baskets: int) -> int:
+    """The baskets an itemset needs to be frequent: ceil(min_support x baskets), as Spark's FPGrowth counts it."""
+    return max(1, math.ceil(cfg.min_support * n_baskets))
+
+
 def item_counts(baskets_: DataFrame) -> DataFrame:
     """How many baskets each product is in (one row per product: the bound, the miner and popularity share it)."""
     return baskets_.select(F.explode("items").alias("item")).groupBy("item").count()
 
 
-def itemset_bound(baskets_: DataFrame, counts: DataFrame, min_count: int, max_length: int) -> tuple[int, int, int]:
+def itemset_bound(baskets_: DataFrame, counts: DataFrame, threshold: int, max_length: int) -> tuple[int, int, int]:
     """An upper bound on the number of frequent itemsets of at most `max_length` items.
 
     A basket with k frequent items contains sum_{j<=L} C(k, j) candidate itemsets, and every frequent itemset needs
-    `min_count` baskets, so there are at most (sum over baskets) / min_count of them. Returns (bound, frequent
+    `threshold` baskets, so there are at most (sum over baskets) / threshold of them. Returns (bound, frequent
     items, incidences); one pass over the baskets, nothing mined.
     """
-    frequent = counts.where(F.col("count") >= min_count).select("item")
+    frequent = counts.where(F.col("count") >= threshold).select("item")
     n_frequent = frequent.count()
     if n_frequent == 0:
         return 0, 0, 0
@@ -78,7 +83,7 @@ def itemset_bound(baskets_: DataFrame, counts: DataFrame, min_count: int, max_le
     )
     ks = per_basket.groupBy("k").count().collect()  # at most max basket size rows
     incidences = sum(n * sum(math.comb(k, j) for j in range(1, max_length + 1)) for k, n in ks)
-    return incidences // min_count, n_frequent, incidences
+    return incidences // threshold, n_frequent, incidences
 
 
 def check_minable(baskets_: DataFrame, counts: DataFrame, cfg: MineConfig) -> dict[str, Any]:
@@ -98,8 +103,8 @@ def check_minable(baskets_: DataFrame, counts: DataFrame, cfg: MineConfig) -> di
             f"all {n:,} baskets hold a single product, so no rule can be found; widen the window "
             "(mining.window_days) or check that orders group their lines (order_id)"
         )
-    min_count = max(1, math.ceil(cfg.min_support * n))
-    bound, n_frequent, incidences = itemset_bound(baskets_, counts, min_count, cfg.max_itemset_length)
+    needed = min_count(cfg, n)
+    bound, n_frequent, incidences = itemset_bound(baskets_, counts, needed, cfg.max_itemset_length)
     if bound > cfg.max_itemsets:
         safe = incidences / (cfg.max_itemsets * n)
         raise InputError(
@@ -112,7 +117,7 @@ def check_minable(baskets_: DataFrame, counts: DataFrame, cfg: MineConfig) -> di
         "baskets": n,
         "multi_item_baskets": int(stats["multi"]),
         "largest_basket": int(stats["largest"]),
-        "min_count": min_count,
+        "min_count": needed,
         "frequent_products": n_frequent,
         "itemset_bound": bound,
     }
@@ -125,10 +130,9 @@ def frequent_itemsets(baskets_: DataFrame, counts: DataFrame, cfg: MineConfig, n
     length limit, so its longer itemsets are dropped after mining; the supports of those kept are unchanged.
     """
     if cfg.engine == "pfp":
-        min_count = math.ceil(cfg.min_support * n_baskets)
         groups = cfg.num_partitions or fpm.default_groups(baskets_.sparkSession)
         found = fpm.frequent_itemsets(
-            baskets_.select("order_id", "items"), counts, min_count, cfg.max_itemset_length, groups
+            baskets_.select("order_id", "items"), counts, min_count(cfg, n_baskets), cfg.max_itemset_length, groups
         )
     else:
         fp = FPGrowth(itemsCol="items", minSupport=cfg.min_support, minConfidence=cfg.min_confidence)
