@@ -5,13 +5,15 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
+import warnings
 from collections.abc import Sequence
 
 from dlspark import __version__
 from dlspark.config import DEFAULT_CONFIG, PipelineConfig, load_config
 from dlspark.errors import DlsparkError
 
-STAGE_ORDER = ["ingest", "clean", "dedup", "mine"]
+STAGE_ORDER = ["ingest", "clean", "dedup", "mine", "shards", "train"]
+SPARK_STAGES = STAGE_ORDER[:-1]
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -46,6 +48,9 @@ def _parser() -> argparse.ArgumentParser:
         ("clean", "ingested/ -> clean/ + quarantine/"),
         ("dedup", "clean/ -> events/ + products/"),
         ("mine", "events/ -> mining/ (itemsets, rules with full metrics, popularity)"),
+        ("shards", "events/ -> shards/{train,val,test}/ (Parquet training examples for Petastorm) + manifest"),
+        ("train", "shards/ -> model/ (Keras, fed by Petastorm), then evaluate it against the rules and popularity"),
+        ("evaluate", "model/ + shards/test -> hit rate and MRR of the model, the rules and popularity"),
     ]:
         commands.add_parser(stage, parents=[common], help=text)
 
@@ -79,6 +84,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         datefmt="%H:%M:%S",
     )
     logging.getLogger("py4j").setLevel(logging.WARNING)
+    logging.getLogger("petastorm").setLevel(logging.WARNING)
+    # Petastorm 0.13 uses pyarrow's legacy dataset API, which warns on every read (STACK.md pins pyarrow < 15).
+    warnings.filterwarnings("ignore", category=FutureWarning, module=r"petastorm\.")
     try:
         cfg = load_config(args.config, [*args.overrides, *_generate_overrides(args)])
         return _run(args.command, cfg)
@@ -93,9 +101,10 @@ def _run(command: str, cfg: PipelineConfig) -> int:
     from dlspark.layout import Layout
     from dlspark.pipeline import check_inputs, format_reports, format_rules, run_stage, run_stages
     from dlspark.session import spark_session
+    from dlspark.train.evaluate import format_evaluation
 
     root = Layout.at(cfg.data.root)
-    if command in STAGE_ORDER:
+    if command in SPARK_STAGES:
         check_inputs(command, cfg)
         with spark_session(cfg.spark) as spark:
             report = run_stage(command, spark, cfg)
@@ -103,6 +112,13 @@ def _run(command: str, cfg: PipelineConfig) -> int:
         if command == "mine":
             print()
             print(format_rules(report.details["top_rules"]))
+        return 0
+    if command in ("train", "evaluate"):
+        check_inputs(command, cfg)
+        report = run_stage(command, None, cfg)
+        print(format_reports([report]))
+        print()
+        print(format_evaluation(report.details["evaluation"]))
         return 0
 
     with spark_session(cfg.spark) as spark:
@@ -116,15 +132,22 @@ def _run(command: str, cfg: PipelineConfig) -> int:
             return 0
         from dlspark.truth import format_score, score
 
-        reports = run_stages(STAGE_ORDER, spark, cfg)
+        reports = run_stages(SPARK_STAGES, spark, cfg)
         truth = score(spark, root)
+    reports.append(run_stage("train", None, cfg))  # after Spark has stopped, so TensorFlow has the memory
+    by_stage = {report.stage: report for report in reports}
     print()
     print(format_reports(reports))
     print()
-    print(format_rules(reports[-1].details["top_rules"]))
+    print(format_rules(by_stage["mine"].details["top_rules"]))
     print()
     print(format_score(truth))
-    print(f"\nOutputs under {root.root}: events/ products/ mining/ clean/ quarantine/ (stage reports: */_report.json)")
+    print()
+    print(format_evaluation(by_stage["train"].details["evaluation"]))
+    print(
+        f"\nOutputs under {root.root}: events/ products/ mining/ shards/ model/ reports/ clean/ quarantine/ "
+        "(stage reports: */_report.json)"
+    )
     return 0
 
 

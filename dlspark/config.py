@@ -116,6 +116,60 @@ class MineConfig(_Section):
     recommendations: int = Field(10, ge=1, description="How many products a recommender returns per basket.")
 
 
+class ShardsConfig(_Section):
+    """Training examples (basket completion) split by time and written as Parquet shards for Petastorm."""
+
+    test_days: int = Field(2, ge=1, description="The last N days are the test split.")
+    val_days: int = Field(1, ge=1, description="The N days before the test days are the validation split.")
+    window_days: int | None = Field(None, ge=1, description="Use only the last N days of events/ (all: empty).")
+    max_items: int = Field(16, ge=1, description="Input products kept per example (a basket's first N lines).")
+    max_products: int | None = Field(
+        None, ge=1, description="Vocabulary cap: the N products most bought in training; the rest are 'unknown'."
+    )
+    max_customers: int | None = Field(
+        None, ge=1, description="Vocabulary cap: the N customers with most training orders; the rest are 'unknown'."
+    )
+    rows_per_row_group: int = Field(
+        65_536, ge=1, description="Rows per Parquet row group; Petastorm reads (and shuffles) whole row groups."
+    )
+    rows_per_file: int = Field(1_048_576, ge=1, description="Rows per shard file (at least one file per split).")
+    seed: int = 17
+
+
+class ModelConfig(_Section):
+    """Which Keras model to build, and its sizes."""
+
+    kind: Literal["bag", "gru"] = Field(
+        "bag", description="bag: mean of product embeddings + MLP; gru: a GRU over the basket's products."
+    )
+    embedding_dim: int = Field(32, ge=1, description="Size of the product embeddings.")
+    customer_dim: int = Field(
+        8, ge=1, description="Size of the customer embedding; small, as most customers have few orders to learn from."
+    )
+    customer_l2: float = Field(1e-3, ge=0, description="L2 penalty on the customer embedding (against memorising).")
+    hidden_units: list[int] = Field([128], description="Dense layers after the basket, customer and rule inputs.")
+    recurrent_units: int = Field(64, ge=1, description="GRU units (kind: gru).")
+    dropout: float = Field(0.2, ge=0, lt=1)
+    use_customer: bool = Field(True, description="Feed the customer's index (an embedding).")
+    use_rules: bool = Field(True, description="Feed what the mined rules recommend for the input basket.")
+
+
+class TrainConfig(_Section):
+    """How the model is trained and where its artifacts go."""
+
+    model: ModelConfig = ModelConfig()
+    epochs: int = Field(20, ge=1)
+    batch_size: int = Field(256, ge=1)
+    learning_rate: float = Field(0.003, gt=0)
+    patience: int | None = Field(4, ge=1, description="Early stopping after N epochs without a better val_loss.")
+    seed: int = 1
+    reader_pool: Literal["thread", "process", "dummy"] = Field("thread", description="Petastorm's reader pool.")
+    reader_workers: int = Field(2, ge=1, description="Petastorm reader workers.")
+    shuffle_row_groups: bool = True
+    prefetch: int = Field(4, ge=0, description="Training batches tf.data prepares ahead of the model.")
+    top_k: list[int] = Field([1, 5, 10], description="Hit rate is reported at each of these k (MRR at the largest).")
+
+
 class GenerateConfig(_Section):
     """Demo data: sizes and rates of what the generator plants."""
 
@@ -139,6 +193,8 @@ class PipelineConfig(_Section):
     clean: CleanConfig = CleanConfig()
     dedup: DedupConfig = DedupConfig()
     mining: MineConfig = MineConfig()
+    shards: ShardsConfig = ShardsConfig()
+    train: TrainConfig = TrainConfig()
     generate: GenerateConfig = GenerateConfig()
 
     @model_validator(mode="after")

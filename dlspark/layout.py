@@ -16,6 +16,8 @@ DATASETS = {
     "ingested": "ingested order lines (stage ingest)",
     "clean": "clean order lines (stage clean)",
     "events": "deduplicated events (stage dedup)",
+    "products": "resolved products (stage dedup)",
+    "shards": "training shards (stage shards)",
 }
 
 
@@ -59,6 +61,18 @@ class Layout:
     @property
     def products(self) -> str:
         return self.path("products")
+
+    @property
+    def shards(self) -> str:
+        return self.path("shards")
+
+    @property
+    def model(self) -> str:
+        return self.path("model")
+
+    @property
+    def reports(self) -> str:
+        return self.path("reports")
 
     def quarantine(self, stage: str | None = None) -> str:
         return self.path("quarantine", f"stage={stage}") if stage else self.path("quarantine")

@@ -11,15 +11,39 @@ from pyspark.sql import SparkSession
 from dlspark.config import PipelineConfig, config_hash
 from dlspark.layout import DATASETS, Layout
 from dlspark.report import StageReport, Timer
-from dlspark.stages import clean, dedup, ingest, mine
+from dlspark.stages import clean, dedup, ingest, mine, shards
 from dlspark.stages.common import require_dataset
 
 log = logging.getLogger(__name__)
 
 StageFn = Callable[[SparkSession, PipelineConfig], StageReport]
-STAGES: dict[str, StageFn] = {"ingest": ingest.run, "clean": clean.run, "dedup": dedup.run, "mine": mine.run}
+STAGES: dict[str, StageFn] = {
+    "ingest": ingest.run,
+    "clean": clean.run,
+    "dedup": dedup.run,
+    "mine": mine.run,
+    "shards": shards.run,
+}
+# Stages that run on the driver alone (no SparkSession): training and evaluation.
+DriverStageFn = Callable[[PipelineConfig], StageReport]
+
+
+def _driver_stages() -> dict[str, DriverStageFn]:
+    from dlspark.train.stage import run_evaluate, run_train  # TensorFlow only where training is asked for
+
+    return {"train": run_train, "evaluate": run_evaluate}
+
+
+DRIVER_STAGES = ("train", "evaluate")
 # The dataset each stage reads, so a missing input is reported before Spark starts.
-INPUTS = {"clean": "ingested", "dedup": "clean", "mine": "events"}
+INPUTS = {
+    "clean": "ingested",
+    "dedup": "clean",
+    "mine": "events",
+    "shards": "events",
+    "train": "shards",
+    "evaluate": "shards",
+}
 
 
 def check_inputs(name: str, cfg: PipelineConfig) -> None:
@@ -31,11 +55,16 @@ def check_inputs(name: str, cfg: PipelineConfig) -> None:
         require_dataset(root.path(INPUTS[name]), DATASETS[INPUTS[name]])
 
 
-def run_stage(name: str, spark: SparkSession, cfg: PipelineConfig) -> StageReport:
-    """Run one stage, time it, and write its report inside its output."""
+def run_stage(name: str, spark: SparkSession | None, cfg: PipelineConfig) -> StageReport:
+    """Run one stage, time it, and write its report inside its output (driver stages need no SparkSession)."""
     log.info("stage %s: starting", name)
     with Timer() as timer:
-        report = STAGES[name](spark, cfg)
+        if name in DRIVER_STAGES:
+            report = _driver_stages()[name](cfg)
+        elif spark is None:
+            raise ValueError(f"stage {name} needs a SparkSession")
+        else:
+            report = STAGES[name](spark, cfg)
     report.seconds = timer.seconds
     report.config_hash = config_hash(cfg)
     report.write()
@@ -43,7 +72,7 @@ def run_stage(name: str, spark: SparkSession, cfg: PipelineConfig) -> StageRepor
     return report
 
 
-def run_stages(names: list[str], spark: SparkSession, cfg: PipelineConfig) -> list[StageReport]:
+def run_stages(names: list[str], spark: SparkSession | None, cfg: PipelineConfig) -> list[StageReport]:
     return [run_stage(name, spark, cfg) for name in names]
 
 

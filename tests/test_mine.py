@@ -176,10 +176,9 @@ def test_the_window_keeps_the_last_days_up_to_the_end_date(spark):
     from dlspark.stages.mine import select_window
 
     events = spark.createDataFrame([(dt.date(2026, 1, d),) for d in range(1, 11)], "date date")
-    cfg = MINING.model_copy(update={"window_days": 3})
-    kept, start, end = select_window(events, cfg)
+    kept, start, end = select_window(events, 3)
     assert (start, end) == (dt.date(2026, 1, 8), dt.date(2026, 1, 10))
     assert sorted(r.date.day for r in kept.collect()) == [8, 9, 10]
-    kept, start, end = select_window(events, cfg.model_copy(update={"end_date": dt.date(2026, 1, 5)}))
+    kept, start, end = select_window(events, 3, dt.date(2026, 1, 5))
     assert sorted(r.date.day for r in kept.collect()) == [3, 4, 5]
-    assert select_window(events, MINING)[0].count() == 10
+    assert select_window(events, None)[0].count() == 10

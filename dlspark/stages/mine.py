@@ -31,14 +31,16 @@ log = logging.getLogger(__name__)
 INFINITY = float("inf")
 
 
-def select_window(events: DataFrame, cfg: MineConfig) -> tuple[DataFrame, dt.date | None, dt.date | None]:
-    """The events of the configured window of days: (events, first day, last day)."""
-    end = cfg.end_date
-    if end is None and cfg.window_days is not None:
+def select_window(
+    events: DataFrame, window_days: int | None, end_date: dt.date | None = None
+) -> tuple[DataFrame, dt.date | None, dt.date | None]:
+    """The events of the last `window_days` days up to `end_date` (all, when both are empty): (events, first, last)."""
+    end = end_date
+    if end is None and window_days is not None:
         end = one_row(events.agg(F.max("date")))[0]
     if end is None:
         return events, None, None
-    start = end - dt.timedelta(days=cfg.window_days - 1) if cfg.window_days else None
+    start = end - dt.timedelta(days=window_days - 1) if window_days else None
     window = F.col("date") <= F.lit(end)
     if start is not None:
         window &= F.col("date") >= F.lit(start)
@@ -196,7 +198,7 @@ def run(spark: SparkSession, cfg: PipelineConfig) -> StageReport:
     root = Layout.at(cfg.data.root)
     report = StageReport("mine", output=root.path("mining"))
     events = read_parquet(spark, root.events, EVENTS, DATASETS["events"])
-    windowed, start, end = select_window(events, cfg.mining)
+    windowed, start, end = select_window(events, cfg.mining.window_days, cfg.mining.end_date)
     order_baskets = baskets(windowed).persist(StorageLevel.MEMORY_AND_DISK)
     counts = item_counts(order_baskets).persist(StorageLevel.MEMORY_AND_DISK)
     try:

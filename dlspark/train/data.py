@@ -1,0 +1,155 @@
+"""Training data: the shards' manifest, Petastorm streams into tf.data, and whole splits read into memory.
+
+Every path yields the same features: `items` and `rules` (int32 matrices, one column per position), `customer` and
+`size` (int32, shape (n, 1)), and the `label` (int32, shape (n,)).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from dlspark import layout as io_
+from dlspark.errors import InputError
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Manifest:
+    """What the shards stage wrote (shards/manifest.json), read once by every trainer and evaluator."""
+
+    root: str  # the shards directory
+    raw: dict[str, Any]
+
+    @classmethod
+    def read(cls, shards: str) -> Manifest:
+        if not io_.exists(f"{shards}/manifest.json"):
+            raise InputError(f"training shards not found at {shards} (no manifest.json); run `dlspark shards` first")
+        return cls(shards, io_.read_json(f"{shards}/manifest.json"))
+
+    @property
+    def item_columns(self) -> list[str]:
+        return list(self.raw["columns"]["items"])
+
+    @property
+    def rule_columns(self) -> list[str]:
+        return list(self.raw["columns"]["rules"])
+
+    @property
+    def products(self) -> int:
+        return len(self.raw["products"]["ids"])
+
+    @property
+    def customers(self) -> int:
+        return len(self.raw["customers"]["ids"])
+
+    @property
+    def fingerprint(self) -> str:
+        return str(self.raw["fingerprint"])
+
+    def rows(self, split: str) -> int:
+        return int(self.raw["splits"][split]["rows"])
+
+    def url(self, split: str) -> str:
+        """The split's directory as a URL, as Petastorm wants it (file:// for a local path)."""
+        path = f"{self.root}/{split}"
+        return path if "://" in path else f"file://{path}"
+
+    def fields(self) -> list[str]:
+        return [*self.item_columns, *self.rule_columns, "customer", "size", "label"]
+
+
+FEATURES = ("items", "rules", "customer", "size")
+
+
+def features_from_columns(batch: Any, manifest: Manifest, inputs: tuple[str, ...]) -> tuple[dict[str, Any], Any]:
+    """(features, label) from a Petastorm batch (a namedtuple of one tensor per column)."""
+    import tensorflow as tf
+
+    def stack(names: list[str]) -> Any:
+        return tf.stack([getattr(batch, c) for c in names], axis=1)
+
+    build = {
+        "items": lambda: stack(manifest.item_columns),
+        "rules": lambda: stack(manifest.rule_columns),
+        "customer": lambda: tf.reshape(batch.customer, (-1, 1)),
+        "size": lambda: tf.reshape(batch.size, (-1, 1)),
+    }
+    return {name: build[name]() for name in inputs}, batch.label
+
+
+def _shuffled(features: dict[str, Any], label: Any, seed: int) -> tuple[dict[str, Any], Any]:
+    """The rows of one row group in a random order (Petastorm shuffles the order of row groups, not rows)."""
+    import tensorflow as tf
+
+    order = tf.random.shuffle(tf.range(tf.shape(label)[0]), seed=seed)
+    return {k: tf.gather(v, order) for k, v in features.items()}, tf.gather(label, order)
+
+
+@contextmanager
+def petastorm_dataset(
+    manifest: Manifest,
+    split: str,
+    batch_size: int,
+    *,
+    epochs: int | None = None,
+    shuffle: bool = False,
+    seed: int = 0,
+    pool: str = "thread",
+    workers: int = 2,
+    prefetch: int = 4,
+    shard: tuple[int, int] | None = None,
+    inputs: tuple[str, ...] = FEATURES,
+) -> Iterator[Any]:
+    """A tf.data.Dataset of (features, label) batches streamed from one split by Petastorm.
+
+    `epochs=None` repeats forever (pair it with steps_per_epoch). `shard=(index, count)` reads every count-th row
+    group only (a distributed worker's part). The reader is stopped and joined when the `with` block ends, on
+    every path out.
+    """
+    import tensorflow as tf
+    from petastorm import make_batch_reader
+    from petastorm.tf_utils import make_petastorm_dataset
+
+    cur_shard, shard_count = shard if shard else (None, None)
+    with make_batch_reader(
+        manifest.url(split),
+        schema_fields=manifest.fields(),
+        num_epochs=epochs,
+        shuffle_row_groups=shuffle,
+        seed=seed,
+        reader_pool_type=pool,
+        workers_count=workers,
+        cur_shard=cur_shard,
+        shard_count=shard_count,
+    ) as reader:
+        dataset = make_petastorm_dataset(reader).map(
+            lambda batch: features_from_columns(batch, manifest, inputs), num_parallel_calls=tf.data.AUTOTUNE
+        )
+        if shuffle:
+            dataset = dataset.map(lambda x, y: _shuffled(x, y, seed))
+        yield dataset.rebatch(batch_size).prefetch(prefetch)
+
+
+def read_split(
+    manifest: Manifest, split: str, inputs: tuple[str, ...] = FEATURES
+) -> tuple[dict[str, np.ndarray], np.ndarray]:
+    """A whole split in memory as numpy (for validation during training, and the in-memory benchmark path)."""
+    import pyarrow.parquet as pq
+
+    fs, inner = io_.filesystem(f"{manifest.root}/{split}")
+    table = pq.read_table(inner, filesystem=fs, columns=manifest.fields())
+    column = {name: table.column(name).to_numpy() for name in table.column_names}
+    build = {
+        "items": lambda: np.stack([column[c] for c in manifest.item_columns], axis=1),
+        "rules": lambda: np.stack([column[c] for c in manifest.rule_columns], axis=1),
+        "customer": lambda: column["customer"].reshape(-1, 1),
+        "size": lambda: column["size"].reshape(-1, 1),
+    }
+    return {name: build[name]() for name in inputs}, column["label"]

@@ -1,0 +1,98 @@
+"""The train and evaluate stages: what `dlspark train` and `dlspark evaluate` run, with their reports."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from dlspark import layout as io_
+from dlspark.config import PipelineConfig
+from dlspark.errors import InputError
+from dlspark.layout import Layout
+from dlspark.report import StageReport
+from dlspark.train.data import Manifest
+from dlspark.train.driver import ModelPaths, train
+from dlspark.train.evaluate import evaluate
+from dlspark.train.models import model_inputs
+
+log = logging.getLogger(__name__)
+
+
+def run_train(cfg: PipelineConfig) -> StageReport:
+    """shards/ -> model/ (model.keras, serving/, vocabulary.json, training_log.csv) + reports/training_curve.png,
+    then the evaluation on the test split."""
+    root = Layout.at(cfg.data.root)
+    result = train(cfg)
+    manifest = Manifest.read(root.shards)
+    curve = plot_training(result["history"], f"{root.reports}/training_curve.png")
+    evaluation = evaluate(result["model"], manifest, model_inputs(cfg.train.model), cfg.train.top_k)
+    io_.write_json(f"{root.model}/evaluation.json", evaluation)
+    last = result["history"][-1] if result["history"] else {}
+    return StageReport(
+        "train",
+        output=root.model,
+        rows_in=manifest.rows("train"),
+        rows_out=manifest.rows("train"),
+        details={
+            "model": cfg.train.model.kind,
+            "epochs": len(result["history"]),
+            "final": {k: round(v, 4) for k, v in last.items() if k != "epoch"},
+            "shards_fingerprint": manifest.fingerprint,
+            "training_curve": curve,
+            "evaluation": evaluation,
+        },
+    )
+
+
+def run_evaluate(cfg: PipelineConfig) -> StageReport:
+    """model/model.keras + shards/test -> model/evaluation.json: the model against the rules and popularity."""
+    import keras
+
+    import dlspark.train.models  # noqa: F401  (registers the custom layers load_model needs)
+
+    root = Layout.at(cfg.data.root)
+    manifest = Manifest.read(root.shards)
+    paths = ModelPaths(root.model)
+    if not io_.exists(paths.model):
+        raise InputError(f"no trained model at {paths.model}; run `dlspark train` first")
+    vocabulary = io_.read_json(paths.vocabulary)
+    if vocabulary["fingerprint"] != manifest.fingerprint:
+        log.warning(
+            "the model was trained on shards %s, the shards are now %s; evaluating anyway",
+            vocabulary["fingerprint"],
+            manifest.fingerprint,
+        )
+    model = keras.models.load_model(paths.model)
+    evaluation = evaluate(model, manifest, [i.name for i in model.inputs], cfg.train.top_k)
+    io_.write_json(f"{root.model}/evaluation.json", evaluation)
+    rows = manifest.rows("test")
+    return StageReport(
+        "evaluate", output=f"{root.model}/evaluation", rows_in=rows, rows_out=rows, details={"evaluation": evaluation}
+    )
+
+
+def plot_training(history: list[dict[str, float]], path: str) -> str:
+    """Loss and top-10 accuracy per epoch, training and validation, as a PNG; returns its path."""
+    import io
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    epochs = [int(row["epoch"]) + 1 for row in history]
+    figure, (loss, top10) = plt.subplots(1, 2, figsize=(10, 4))
+    for axis, metric, title in [(loss, "loss", "loss (cross-entropy)"), (top10, "top10", "top-10 accuracy")]:
+        for prefix, style in [("", "-o"), ("val_", "--s")]:
+            values: list[Any] = [row.get(prefix + metric) for row in history]
+            axis.plot(epochs, values, style, label=(prefix or "train_").rstrip("_"))
+        axis.set_title(title)
+        axis.set_xlabel("epoch")
+        axis.grid(alpha=0.3)
+        axis.legend()
+    figure.tight_layout()
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png", dpi=100)
+    plt.close(figure)
+    io_.write_bytes(path, buffer.getvalue())
+    return path
