@@ -32,6 +32,38 @@ class MaskedMean(layers.Layer):
         return None
 
 
+@keras.saving.register_keras_serializable(package="dlspark")
+class RuleScores(layers.Layer):
+    """A learned score per rank of the rule recommender's list, added to the logit of the product at that rank.
+
+    The wide part of a wide-and-deep model: with it the network starts from the rules' ranking (weights from 4 at
+    the first rank down to 2 at the last) and learns how far to trust each rank, instead of having to rediscover
+    the rules from embeddings. Built with a scatter, so
+    its memory grows with batch x ranks, not with the catalogue.
+    """
+
+    def __init__(self, products: int, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.products = products
+
+    def build(self, input_shape: Any) -> None:
+        ranks = int(input_shape[-1])
+        start = keras.initializers.Constant([4.0 - 2.0 * k / max(ranks - 1, 1) for k in range(ranks)])
+        self.rank_weights = self.add_weight(shape=(ranks,), initializer=start, name="rank_weights")
+
+    def call(self, rules: Any) -> Any:
+        rows = ops.shape(rules)[0]
+        ranks = ops.shape(rules)[1]
+        row_ids = ops.repeat(ops.expand_dims(ops.arange(rows), 1), ranks, axis=1)
+        indices = ops.reshape(ops.stack([row_ids, ops.cast(rules, row_ids.dtype)], axis=-1), (-1, 2))
+        present = ops.cast(ops.not_equal(rules, 0), self.rank_weights.dtype)
+        values = ops.reshape(present * ops.expand_dims(self.rank_weights, 0), (-1,))
+        return ops.scatter(indices, values, (rows, self.products))
+
+    def get_config(self) -> dict[str, Any]:
+        return {**super().get_config(), "products": self.products}
+
+
 def build_model(
     cfg: ModelConfig,
     products: int,
@@ -72,6 +104,8 @@ def build_model(
         hidden = layers.Dense(units, activation="relu", name=f"hidden_{i}")(hidden)
         hidden = layers.Dropout(cfg.dropout)(hidden)
     logits = layers.Dense(products, name="logits")(hidden)
+    if cfg.use_rules:
+        logits = layers.Add(name="logits_with_rules")([logits, RuleScores(products, name="rule_scores")(rules)])
     model = keras.Model(inputs, logits, name=f"dlspark_{cfg.kind}")
     model.compile(
         optimizer=keras.optimizers.Adam(learning_rate),
