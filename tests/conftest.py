@@ -45,3 +45,25 @@ def demo(spark, tmp_path_factory):
     generate(spark, cfg.generate, cfg.data.root)
     reports = run_stages(["ingest", "clean", "dedup", "mine"], spark, cfg)
     return cfg, {report.stage: report for report in reports}
+
+
+@pytest.fixture(scope="session")
+def trained(spark, tmp_path_factory):
+    """Demo data of 6 days through the ETL stages, shards (3 training days, 1 val, 2 test) and driver training."""
+    from dlspark.generate import generate
+    from dlspark.pipeline import run_stage, run_stages
+
+    root = tmp_path_factory.mktemp("trained")
+    cfg = make_config(
+        root,
+        "generate.orders=6000",
+        "generate.days=6",
+        "generate.seed=5",
+        "shards.rows_per_row_group=1024",
+        "train.batch_size=128",
+        "train.epochs=12",
+    )
+    generate(spark, cfg.generate, cfg.data.root)
+    reports = run_stages(["ingest", "clean", "dedup", "shards"], spark, cfg)
+    reports.append(run_stage("train", None, cfg))
+    return cfg, {report.stage: report for report in reports}

@@ -31,7 +31,10 @@ def test_ingest_of_a_missing_data_root_says_what_to_do(tmp_path):
     assert "feeds.tills.path" in result.stderr and "dlspark generate" in result.stderr
 
 
-@pytest.mark.parametrize(("stage", "missing"), [("clean", "ingested"), ("dedup", "clean"), ("mine", "events")])
+@pytest.mark.parametrize(
+    ("stage", "missing"),
+    [("clean", "ingested"), ("dedup", "clean"), ("mine", "events"), ("shards", "events"), ("train", "shards")],
+)
 def test_a_stage_whose_input_is_missing_says_which_stage_to_run_without_starting_spark(tmp_path, stage, missing):
     result = run([str(BIN / "dlspark"), stage, "--set", f"data.root={tmp_path}"])
     assert result.returncode == 2
@@ -48,12 +51,16 @@ def test_the_jobs_run_under_spark_submit(tmp_path):
         f"data.root={tmp_path}",
         "--set",
         "spark.conf.spark.sql.shuffle.partitions=4",
+        "--set",
+        "shards.test_days=1",
+        "--set",
+        "train.epochs=2",
         "-q",
     ]
     submit = [str(BIN / "spark-submit"), "--master", "local[2]", "--conf", "spark.ui.enabled=false"]
-    generated = run([*submit, "jobs/generate.py", *common, "--out", str(tmp_path), "--orders", "400", "--days", "2"])
+    generated = run([*submit, "jobs/generate.py", *common, "--out", str(tmp_path), "--orders", "800", "--days", "3"])
     assert generated.returncode == 0, generated.stderr[-3000:]
-    for stage in ("ingest", "clean", "dedup", "mine"):
+    for stage in ("ingest", "clean", "dedup", "mine", "shards", "train", "evaluate"):
         result = run([*submit, f"jobs/{stage}.py", *common])
         assert result.returncode == 0, result.stderr[-3000:]
         assert stage in result.stdout  # the summary table
@@ -63,3 +70,7 @@ def test_the_jobs_run_under_spark_submit(tmp_path):
     assert report["removed"]["replays"] == summary["replay_copies"]
     mined = json.loads((tmp_path / "mining" / "_report.json").read_text())
     assert mined["rows_in"] == mined["details"]["baskets"] > 0 and mined["details"]["itemsets"] > 0
+    trained = json.loads((tmp_path / "model" / "_report.json").read_text())
+    assert trained["details"]["epochs"] == 2 and (tmp_path / "model" / "model.keras").is_file()
+    evaluated = json.loads((tmp_path / "model" / "evaluation.json").read_text())
+    assert evaluated["examples"] == trained["details"]["evaluation"]["examples"] > 0
