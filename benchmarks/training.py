@@ -62,8 +62,12 @@ def write_shards(data: dict[str, np.ndarray], directory: Path, files: int, row_g
             rules = np.stack([data[c][part] for c in columns("rule", RULES)], axis=1)
             table = pa.table(
                 {
-                    "items": pa.FixedSizeListArray.from_arrays(pa.array(items.ravel()), WIDTH).cast(pa.list_(pa.int32())),
-                    "rules": pa.FixedSizeListArray.from_arrays(pa.array(rules.ravel()), RULES).cast(pa.list_(pa.int32())),
+                    "items": pa.FixedSizeListArray.from_arrays(pa.array(items.ravel()), WIDTH).cast(
+                        pa.list_(pa.int32())
+                    ),
+                    "rules": pa.FixedSizeListArray.from_arrays(pa.array(rules.ravel()), RULES).cast(
+                        pa.list_(pa.int32())
+                    ),
                     **{name: data[name][part] for name in ("customer", "size", "label")},
                 }
             )
@@ -194,7 +198,9 @@ def main() -> None:
             results.append((f"pyarrow read into numpy (row groups {row_group:,})", base, "1.00"))
             for pool in ("thread", "process"):
                 rate = petastorm_rate(manifest, args.rows, args.batch, pool, args.workers)
-                results.append((f"make_batch_reader {pool} pool -> tf.data, scalar columns", rate, f"{rate / base:.2f}"))
+                results.append(
+                    (f"make_batch_reader {pool} pool -> tf.data, scalar columns", rate, f"{rate / base:.2f}")
+                )
             lists = work / f"lists-{row_group}"
             write_shards(data, lists / "train", args.files, row_group, lists=True)
             rate = petastorm_list_rate(lists, args.rows, args.batch, args.workers)

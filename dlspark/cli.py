@@ -87,6 +87,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.getLogger("petastorm").setLevel(logging.WARNING)
     # Petastorm 0.13 uses pyarrow's legacy dataset API, which warns on every read (STACK.md pins pyarrow < 15).
     warnings.filterwarnings("ignore", category=FutureWarning, module=r"petastorm\.")
+    warnings.filterwarnings("ignore", message="`shuffle=True` was passed")  # Keras; Petastorm and tf.data shuffle
     try:
         cfg = load_config(args.config, [*args.overrides, *_generate_overrides(args)])
         return _run(args.command, cfg)
