@@ -138,7 +138,7 @@ def train(cfg: PipelineConfig) -> dict[str, Any]:
             verbose=1 if sys.stdout.isatty() else 2,
         )
     save_artifacts(model, manifest, paths)
-    return {"model": model, "history": read_log(paths.log), "epochs": len(history.epoch), "paths": paths}
+    return {"model": model, "manifest": manifest, "history": read_log(paths.log), "epochs": len(history.epoch)}
 
 
 def save_artifacts(model: Any, manifest: Manifest, paths: ModelPaths) -> None:

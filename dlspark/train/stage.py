@@ -23,7 +23,7 @@ def run_train(cfg: PipelineConfig) -> StageReport:
     then the evaluation on the test split."""
     root = Layout.at(cfg.data.root)
     result = train(cfg)
-    manifest = Manifest.read(root.shards)
+    manifest = result["manifest"]
     curve = plot_training(result["history"], f"{root.reports}/training_curve.png")
     evaluation = evaluate(result["model"], manifest, model_inputs(cfg.train.model), cfg.train.top_k)
     io_.write_json(f"{root.model}/evaluation.json", evaluation)
