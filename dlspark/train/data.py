@@ -7,7 +7,7 @@ Every path yields the same features: `items` and `rules` (int32 matrices, one co
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -29,9 +29,11 @@ class Manifest:
 
     @classmethod
     def read(cls, shards: str) -> Manifest:
-        if not io_.exists(f"{shards}/manifest.json"):
+        from dlspark.stages.shards import manifest_path
+
+        if not io_.exists(manifest_path(shards)):
             raise InputError(f"training shards not found at {shards} (no manifest.json); run `dlspark shards` first")
-        return cls(shards, io_.read_json(f"{shards}/manifest.json"))
+        return cls(shards, io_.read_json(manifest_path(shards)))
 
     @property
     def item_columns(self) -> list[str]:
@@ -68,20 +70,17 @@ class Manifest:
 FEATURES = ("items", "rules", "customer", "size")
 
 
-def features_from_columns(batch: Any, manifest: Manifest, inputs: tuple[str, ...]) -> tuple[dict[str, Any], Any]:
-    """(features, label) from a Petastorm batch (a namedtuple of one tensor per column)."""
-    import tensorflow as tf
-
-    def stack(names: list[str]) -> Any:
-        return tf.stack([getattr(batch, c) for c in names], axis=1)
-
+def assemble(
+    column: Callable[[str], Any], manifest: Manifest, inputs: tuple[str, ...], xp: Any
+) -> tuple[dict[str, Any], Any]:
+    """(features, label) from one array per column; `xp` is numpy or tensorflow (same stack and reshape)."""
     build = {
-        "items": lambda: stack(manifest.item_columns),
-        "rules": lambda: stack(manifest.rule_columns),
-        "customer": lambda: tf.reshape(batch.customer, (-1, 1)),
-        "size": lambda: tf.reshape(batch.size, (-1, 1)),
+        "items": lambda: xp.stack([column(c) for c in manifest.item_columns], axis=1),
+        "rules": lambda: xp.stack([column(c) for c in manifest.rule_columns], axis=1),
+        "customer": lambda: xp.reshape(column("customer"), (-1, 1)),
+        "size": lambda: xp.reshape(column("size"), (-1, 1)),
     }
-    return {name: build[name]() for name in inputs}, batch.label
+    return {name: build[name]() for name in inputs}, column("label")
 
 
 def _shuffled(features: dict[str, Any], label: Any, seed: int) -> tuple[dict[str, Any], Any]:
@@ -130,7 +129,8 @@ def petastorm_dataset(
         shard_count=shard_count,
     ) as reader:
         dataset = make_petastorm_dataset(reader).map(
-            lambda batch: features_from_columns(batch, manifest, inputs), num_parallel_calls=tf.data.AUTOTUNE
+            lambda batch: assemble(lambda name: getattr(batch, name), manifest, inputs, tf),
+            num_parallel_calls=tf.data.AUTOTUNE,
         )
         if shuffle:
             dataset = dataset.map(lambda x, y: _shuffled(x, y, seed))
@@ -145,11 +145,4 @@ def read_split(
 
     fs, inner = io_.filesystem(f"{manifest.root}/{split}")
     table = pq.read_table(inner, filesystem=fs, columns=manifest.fields())
-    column = {name: table.column(name).to_numpy() for name in table.column_names}
-    build = {
-        "items": lambda: np.stack([column[c] for c in manifest.item_columns], axis=1),
-        "rules": lambda: np.stack([column[c] for c in manifest.rule_columns], axis=1),
-        "customer": lambda: column["customer"].reshape(-1, 1),
-        "size": lambda: column["size"].reshape(-1, 1),
-    }
-    return {name: build[name]() for name in inputs}, column["label"]
+    return assemble(lambda name: table.column(name).to_numpy(), manifest, inputs, np)

@@ -70,8 +70,7 @@ def prepare_resume(paths: ModelPaths, identity: str) -> int:
         log.warning("discarding a checkpoint of other shards or settings in %s", paths.backup)
     io_.delete_dir(paths.backup)
     io_.write_json(paths.run, {"identity": identity})
-    if io_.exists(paths.log):
-        _truncate_log(paths.log, 0)
+    _truncate_log(paths.log, 0)
     return 0
 
 
