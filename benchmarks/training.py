@@ -24,8 +24,8 @@ import numpy as np
 
 from dlspark.config import ModelConfig
 from dlspark.stages.shards import columns
-from dlspark.train.data import FEATURES, Manifest, petastorm_dataset, read_split
-from dlspark.train.models import build_model, model_inputs
+from dlspark.train.data import FEATURES, Manifest, model_inputs, petastorm_dataset, read_split
+from dlspark.train.models import build_model
 
 WIDTH, RULES, PRODUCTS, CUSTOMERS = 16, 10, 302, 2000
 warnings.filterwarnings("ignore", category=FutureWarning, module=r"petastorm\.")

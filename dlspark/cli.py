@@ -85,6 +85,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     logging.getLogger("py4j").setLevel(logging.WARNING)
     logging.getLogger("petastorm").setLevel(logging.WARNING)
+    logging.getLogger("tensorflow").setLevel(logging.WARNING)
     # Petastorm 0.13 uses pyarrow's legacy dataset API, which warns on every read (STACK.md pins pyarrow < 15).
     warnings.filterwarnings("ignore", category=FutureWarning, module=r"petastorm\.")
     warnings.filterwarnings("ignore", message="`shuffle=True` was passed")  # Keras; Petastorm and tf.data shuffle
@@ -116,7 +117,11 @@ def _run(command: str, cfg: PipelineConfig) -> int:
         return 0
     if command in ("train", "evaluate"):
         check_inputs(command, cfg)
-        report = run_stage(command, None, cfg)
+        if command == "train" and cfg.train.mode == "barrier":  # its workers are Spark barrier tasks
+            with spark_session(cfg.spark) as spark:
+                report = run_stage(command, spark, cfg)
+        else:
+            report = run_stage(command, None, cfg)
         print(format_reports([report]))
         print()
         print(format_evaluation(report.details["evaluation"]))
@@ -135,7 +140,10 @@ def _run(command: str, cfg: PipelineConfig) -> int:
 
         reports = run_stages(SPARK_STAGES, spark, cfg)
         truth = score(spark, root)
-    reports.append(run_stage("train", None, cfg))  # after Spark has stopped, so TensorFlow has the memory
+        if cfg.train.mode == "barrier":
+            reports.append(run_stage("train", spark, cfg))
+    if cfg.train.mode == "driver":
+        reports.append(run_stage("train", None, cfg))  # after Spark has stopped, so TensorFlow has the memory
     by_stage = {report.stage: report for report in reports}
     print()
     print(format_reports(reports))

@@ -158,6 +158,12 @@ class TrainConfig(_Section):
     """How the model is trained and where its artifacts go."""
 
     model: ModelConfig = ModelConfig()
+    mode: Literal["driver", "barrier"] = Field(
+        "driver", description="driver: Keras fit on the driver; barrier: one TensorFlow worker per Spark barrier task."
+    )
+    workers: int = Field(2, ge=1, description="barrier mode: TensorFlow workers (Spark barrier tasks).")
+    attempts: int = Field(3, ge=1, description="barrier mode: submissions of the barrier job before giving up.")
+    slots_wait_s: float = Field(60, ge=0, description="barrier mode: how long to wait for enough free task slots.")
     epochs: int = Field(20, ge=1)
     batch_size: int = Field(256, ge=1)
     learning_rate: float = Field(0.003, gt=0)

@@ -24,8 +24,8 @@ STAGES: dict[str, StageFn] = {
     "mine": mine.run,
     "shards": shards.run,
 }
-# Stages that run on the driver alone (no SparkSession): training and evaluation.
-DriverStageFn = Callable[[PipelineConfig], StageReport]
+# Stages that run on the driver (no SparkSession needed, except barrier training's tasks): training, evaluation.
+DriverStageFn = Callable[[PipelineConfig, SparkSession | None], StageReport]
 
 
 def _driver_stages() -> dict[str, DriverStageFn]:
@@ -56,11 +56,11 @@ def check_inputs(name: str, cfg: PipelineConfig) -> None:
 
 
 def run_stage(name: str, spark: SparkSession | None, cfg: PipelineConfig) -> StageReport:
-    """Run one stage, time it, and write its report inside its output (driver stages need no SparkSession)."""
+    """Run one stage, time it, and write its report inside its output (driver stages may have no SparkSession)."""
     log.info("stage %s: starting", name)
     with Timer() as timer:
         if name in DRIVER_STAGES:
-            report = _driver_stages()[name](cfg)
+            report = _driver_stages()[name](cfg, spark)
         elif spark is None:
             raise ValueError(f"stage {name} needs a SparkSession")
         else:

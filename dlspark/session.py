@@ -23,6 +23,8 @@ DEFAULTS = {
     "spark.sql.session.timeZone": "UTC",
     "spark.sql.legacy.timeParserPolicy": "CORRECTED",
     "spark.sql.parquet.compression.codec": "snappy",
+    # Barrier training: a task that dies before the others meet it must not hold them for Spark's default year.
+    "spark.barrier.sync.timeout": "600s",
 }
 
 

@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 
 from dlspark import layout as io_
+from dlspark.config import ModelConfig
 from dlspark.errors import InputError
 
 log = logging.getLogger(__name__)
@@ -68,6 +69,11 @@ class Manifest:
 
 
 FEATURES = ("items", "rules", "customer", "size")
+
+
+def model_inputs(cfg: ModelConfig) -> list[str]:
+    """The feature names the model built from `cfg` takes."""
+    return ["items", "size", *(["customer"] if cfg.use_customer else []), *(["rules"] if cfg.use_rules else [])]
 
 
 def assemble(

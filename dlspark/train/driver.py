@@ -17,8 +17,7 @@ from typing import Any
 from dlspark import layout as io_
 from dlspark.config import PipelineConfig
 from dlspark.layout import Layout
-from dlspark.train.data import Manifest, petastorm_dataset, read_split
-from dlspark.train.models import build_model, model_inputs
+from dlspark.train.data import Manifest, model_inputs, petastorm_dataset, read_split
 
 log = logging.getLogger(__name__)
 
@@ -88,6 +87,8 @@ def _truncate_log(path: str, epochs: int) -> None:
 def train(cfg: PipelineConfig) -> dict[str, Any]:
     """Train the configured model on shards/train (validating on shards/val); return the history and paths."""
     import keras
+
+    from dlspark.train.models import build_model
 
     root = Layout.at(cfg.data.root)
     manifest = Manifest.read(root.shards)

@@ -113,8 +113,3 @@ def build_model(
         metrics=[keras.metrics.SparseTopKCategoricalAccuracy(k=10, name="top10")],
     )
     return model
-
-
-def model_inputs(cfg: ModelConfig) -> list[str]:
-    """The feature names the model built from `cfg` takes."""
-    return ["items", "size", *(["customer"] if cfg.use_customer else []), *(["rules"] if cfg.use_rules else [])]

@@ -5,24 +5,32 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+from pyspark.sql import SparkSession
+
 from dlspark import layout as io_
 from dlspark.config import PipelineConfig
 from dlspark.errors import InputError
 from dlspark.layout import Layout
 from dlspark.report import StageReport
-from dlspark.train.data import Manifest
+from dlspark.train.data import Manifest, model_inputs
 from dlspark.train.driver import ModelPaths, train
 from dlspark.train.evaluate import evaluate
-from dlspark.train.models import model_inputs
 
 log = logging.getLogger(__name__)
 
 
-def run_train(cfg: PipelineConfig) -> StageReport:
+def run_train(cfg: PipelineConfig, spark: SparkSession | None = None) -> StageReport:
     """shards/ -> model/ (model.keras, serving/, vocabulary.json, training_log.csv) + reports/training_curve.png,
-    then the evaluation on the test split."""
+    then the evaluation on the test split. Barrier mode (train.mode) needs the SparkSession to run its tasks."""
     root = Layout.at(cfg.data.root)
-    result = train(cfg)
+    if cfg.train.mode == "barrier":
+        if spark is None:
+            raise ValueError("barrier training needs a SparkSession")
+        from dlspark.train.distributed import train_barrier
+
+        result = train_barrier(spark, cfg)
+    else:
+        result = train(cfg)
     manifest = result["manifest"]
     curve = plot_training(result["history"], f"{root.reports}/training_curve.png")
     evaluation = evaluate(result["model"], manifest, model_inputs(cfg.train.model), cfg.train.top_k)
@@ -35,6 +43,9 @@ def run_train(cfg: PipelineConfig) -> StageReport:
         rows_out=manifest.rows("train"),
         details={
             "model": cfg.train.model.kind,
+            "mode": cfg.train.mode,
+            **({"workers": cfg.train.workers, "attempts": result["attempts"]} if "attempts" in result else {}),
+            **({"launch_seconds": result["launch"]} if "launch" in result else {}),
             "epochs": len(result["history"]),
             "final": {k: round(v, 4) for k, v in last.items() if k != "epoch"},
             "shards_fingerprint": manifest.fingerprint,
@@ -44,7 +55,7 @@ def run_train(cfg: PipelineConfig) -> StageReport:
     )
 
 
-def run_evaluate(cfg: PipelineConfig) -> StageReport:
+def run_evaluate(cfg: PipelineConfig, spark: SparkSession | None = None) -> StageReport:
     """model/model.keras + shards/test -> model/evaluation.json: the model against the rules and popularity."""
     import keras
 
