@@ -10,6 +10,7 @@ import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 from pyspark.sql import SparkSession
 
@@ -68,7 +69,24 @@ def spark_session(cfg: SparkConfig) -> Iterator[SparkSession]:
     try:
         yield spark
     finally:
+        jvm = spark.sparkContext._jvm
         spark.stop()
+        if under_spark_submit():
+            _cancel_barrier_timer(jvm)
+
+
+def _cancel_barrier_timer(jvm: Any) -> None:
+    """Let spark-submit's JVM exit after a barrier job in local mode.
+
+    Spark 3.5 keeps a non-daemon java.util.Timer in BarrierTaskContext's companion object; when the tasks ran in
+    the driver's JVM (local mode), that thread keeps the JVM alive after the application ends (the same family
+    of bug as SPARK-49479). Only called once the session has stopped, when no barrier task can need it again.
+    """
+    try:
+        companion = getattr(getattr(jvm.org.apache.spark, "BarrierTaskContext$"), "MODULE$")
+        getattr(companion, "org$apache$spark$BarrierTaskContext$$timer")().cancel()
+    except Exception as err:  # noqa: BLE001  (another Spark version: nothing to cancel, or another name)
+        log.debug("no barrier timer to cancel: %s", err)
 
 
 def _zip_package() -> str:

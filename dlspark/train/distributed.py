@@ -174,8 +174,15 @@ def launch_timings(submitted: float, results: list[dict[str, Any]]) -> dict[str,
 def check_cluster(spark: SparkSession, cfg: PipelineConfig) -> int:
     """Everything barrier training needs, checked before any task starts; returns TensorFlow threads per worker."""
     sc = spark.sparkContext
-    conf = sc.getConf()
-    workers = cfg.train.workers
+    conf = dict(sc.getConf().getAll())
+    check_settings(conf)
+    _wait_for_slots(sc, cfg.train.workers, cfg.train.slots_wait_s)
+    _probe_executors(sc, cfg.train.workers)
+    return int(conf.get("spark.task.cpus") or "1")
+
+
+def check_settings(conf: dict[str, str]) -> None:
+    """The Spark settings barrier training cannot run with."""
     if (conf.get("spark.dynamicAllocation.enabled") or "false").lower() == "true":
         raise ClusterError(
             "barrier training cannot run with dynamic allocation (Spark's barrier mode refuses it): set "
@@ -188,9 +195,6 @@ def check_cluster(spark: SparkSession, cfg: PipelineConfig) -> int:
             f"the tasks meet would hold the others that long. Set it to at most {MAX_BARRIER_TIMEOUT_S} s, e.g. "
             "--conf spark.barrier.sync.timeout=600s (dlspark's sessions set 600s)"
         )
-    _wait_for_slots(sc, workers, cfg.train.slots_wait_s)
-    _probe_executors(sc, workers)
-    return int(conf.get("spark.task.cpus") or "1")
 
 
 def spark_seconds(value: str) -> float:

@@ -44,13 +44,17 @@ def run_train(cfg: PipelineConfig, spark: SparkSession | None = None) -> StageRe
         details={
             "model": cfg.train.model.kind,
             "mode": cfg.train.mode,
-            **({"workers": cfg.train.workers, "attempts": result["attempts"]} if "attempts" in result else {}),
-            **({"launch_seconds": result["launch"]} if "launch" in result else {}),
+            **(
+                {"workers": cfg.train.workers, "attempts": result["attempts"], "launch_seconds": result["launch"]}
+                if cfg.train.mode == "barrier"
+                else {}
+            ),
             "epochs": len(result["history"]),
             "final": {k: round(v, 4) for k, v in last.items() if k != "epoch"},
             "shards_fingerprint": manifest.fingerprint,
             "training_curve": curve,
             "evaluation": evaluation,
+            **({"workers_results": result["workers"]} if cfg.train.mode == "barrier" else {}),
         },
     )
 

@@ -1,0 +1,272 @@
+"""Barrier-mode training: real Spark barrier tasks, real TensorFlow workers, a real standalone cluster."""
+
+import csv
+import json
+import logging
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from conftest import REPO, make_config
+from dlspark.errors import DlsparkError
+from dlspark.layout import Layout
+from dlspark.train.data import Manifest, petastorm_dataset
+from dlspark.train.distributed import ClusterError, check_settings, plan_steps, spark_seconds
+
+BIN = Path(sys.executable).parent
+# The driver-trained fixture's settings, in barrier mode on the two cores of local[2].
+BARRIER = ["train.mode=barrier", "train.workers=2", "train.batch_size=128", "train.epochs=12"]
+
+
+@pytest.fixture
+def barrier_root(trained, tmp_path):
+    """A data root of its own (for model/) that shares the trained fixture's shards."""
+    cfg, _ = trained
+    (tmp_path / "shards").symlink_to(Layout.at(cfg.data.root).shards)
+    return tmp_path
+
+
+class WorkerLines(logging.Handler):
+    """Collects the workers' log lines as the driver logs them."""
+
+    def __init__(self):
+        super().__init__(logging.INFO)
+        self.lines = []
+
+    def emit(self, record):
+        self.lines.append(record.getMessage())
+
+    def __enter__(self):
+        logging.getLogger("dlspark.train.worker").addHandler(self)
+        logging.getLogger("dlspark.train.worker").setLevel(logging.INFO)
+        return self
+
+    def __exit__(self, *exc):
+        logging.getLogger("dlspark.train.worker").removeHandler(self)
+
+
+def test_every_worker_gets_the_same_steps_and_the_shard_rows_petastorm_streams(trained):
+    cfg, _ = trained
+    manifest = Manifest.read(Layout.at(cfg.data.root).shards)
+    groups = [rows for f in manifest.raw["splits"]["train"]["files"] for rows in f["row_groups"]]
+    assert len(groups) >= 3 and len(groups) % 2 == 1  # odd: the two shards are uneven
+    plan = plan_steps(manifest, batch_size=128, workers=2)
+    assert plan["shard_rows"][0] > plan["shard_rows"][1] and sum(plan["shard_rows"]) == manifest.rows("train")
+    assert plan["steps_per_epoch"] == -(-manifest.rows("train") // 128) and plan["per_worker_batch"] == 64
+    for index in range(2):
+        with petastorm_dataset(manifest, "train", 500, epochs=1, shard=(index, 2)) as batches:
+            streamed = sum(len(y) for _, y in batches.as_numpy_iterator())
+        assert streamed == plan["shard_rows"][index]
+    with pytest.raises(ClusterError, match="fewer than train.workers=99.*shards.rows_per_row_group"):
+        plan_steps(manifest, batch_size=128, workers=99)
+
+
+def test_settings_barrier_mode_cannot_run_with_are_named():
+    good = {"spark.barrier.sync.timeout": "600s"}
+    check_settings(good)
+    with pytest.raises(ClusterError, match="spark.dynamicAllocation.enabled=false"):
+        check_settings({**good, "spark.dynamicAllocation.enabled": "true"})
+    with pytest.raises(ClusterError, match="spark.barrier.sync.timeout is unset"):
+        check_settings({})
+    with pytest.raises(ClusterError, match="spark.barrier.sync.timeout is 2h"):
+        check_settings({"spark.barrier.sync.timeout": "2h"})
+    assert [spark_seconds(v) for v in ("600s", "10min", "1h", "90", "1500ms")] == [600, 600, 3600, 90, 1.5]
+    with pytest.raises(ClusterError, match="cannot read the Spark duration"):
+        spark_seconds("ten minutes")
+
+
+def test_too_few_task_slots_fail_before_any_task_starts(spark, barrier_root):
+    from dlspark.train.distributed import train_barrier
+
+    cfg = make_config(barrier_root, *BARRIER, "train.workers=3", "train.slots_wait_s=0")
+    started = time.monotonic()
+    with pytest.raises(ClusterError, match=r"needs 3 free task slots at once and the cluster has 2.*local\[N\]"):
+        train_barrier(spark, cfg)
+    assert time.monotonic() - started < 10 and not (barrier_root / "model").exists()
+
+
+def test_two_workers_train_in_step_and_match_the_driver_trainer(spark, trained, barrier_root):
+    from dlspark.pipeline import run_stage
+
+    _, driver_reports = trained
+    cfg = make_config(barrier_root, *BARRIER)
+    with WorkerLines() as lines:
+        report = run_stage("train", spark, cfg)
+    workers = report.details["workers_results"]
+    assert [w["rank"] for w in workers] == [0, 1]
+    assert workers[0]["digest"] == workers[1]["digest"]  # identical weights on both workers
+    history = workers[0]["history"]
+    assert [int(row["epoch"]) for row in history] == list(range(report.details["epochs"]))
+    assert history[-1]["loss"] < history[0]["loss"]
+    assert any(line.startswith("[worker 1] worker 1/2") for line in lines.lines)  # worker logs reach the driver
+    assert any(line.startswith("[worker 0] epoch 1/12") for line in lines.lines)
+    with open(barrier_root / "model" / "training_log.csv") as src:
+        assert [int(row["epoch"]) for row in csv.DictReader(src)] == list(range(len(history)))
+    assert (barrier_root / "model" / "serving" / "saved_model.pb").is_file()
+    assert not (barrier_root / "model" / "checkpoint").exists()
+    barrier = report.details["evaluation"]["metrics"]
+    driver = driver_reports["train"].details["evaluation"]["metrics"]
+    for metric in ("hit@1", "hit@10", "mrr@10"):
+        assert abs(barrier["model"][metric] - driver["model"][metric]) < 0.03, metric
+    assert barrier["model"]["mrr@10"] > barrier["rules"]["mrr@10"]
+    assert report.details["launch_seconds"]["first_step"] > report.details["launch_seconds"]["started"] > 0
+
+
+@pytest.mark.slow
+def test_a_worker_killed_mid_epoch_is_resubmitted_and_the_run_ends_with_every_epoch(spark, barrier_root, caplog):
+    from dlspark.pipeline import run_stage
+
+    cfg = make_config(barrier_root, *BARRIER, "train.epochs=6", "train.patience=null", "train.batch_size=16")
+
+    class Killer(WorkerLines):
+        pid, killed = None, False
+
+        def emit(self, record):
+            text = record.getMessage()
+            if found := re.search(r"worker 1/2 \(pid (\d+)\) ready", text):
+                self.pid = int(found.group(1))
+            if text.startswith("[worker 0] epoch 2/6:") and self.pid and not self.killed:
+                self.killed = True  # epoch 3 has just begun: kill worker 1 in its middle
+                threading.Timer(0.4, os.kill, (self.pid, signal.SIGKILL)).start()
+
+    with Killer() as killer, caplog.at_level(logging.INFO, logger="dlspark.train.distributed"):
+        report = run_stage("train", spark, cfg)
+    assert killer.killed
+    assert report.details["attempts"] == 2
+    assert "worker 1 was killed by SIGKILL" in caplog.text
+    assert "resuming from the checkpoint after epoch 2 of 6" in caplog.text  # killed inside epoch 3
+    with open(barrier_root / "model" / "training_log.csv") as src:
+        assert [int(row["epoch"]) for row in csv.DictReader(src)] == list(range(6))
+    workers = report.details["workers_results"]
+    assert workers[0]["digest"] == workers[1]["digest"]
+    assert [int(row["epoch"]) for row in workers[0]["history"]] == [2, 3, 4, 5]  # the resubmitted job's epochs
+
+
+def _free_port():
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def _wait_for_port(port, process, seconds=60):
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        assert process.poll() is None, "a Spark daemon exited during start-up"
+        with socket.socket() as probe:
+            if probe.connect_ex(("127.0.0.1", port)) == 0:
+                return
+        time.sleep(0.2)
+    raise AssertionError(f"nothing listens on 127.0.0.1:{port} after {seconds} s")
+
+
+@pytest.mark.slow
+def test_barrier_training_on_a_standalone_cluster_through_spark_submit(barrier_root, tmp_path_factory):
+    """A real standalone master and worker on loopback (spark-class), and jobs/train.py under spark-submit."""
+    work = tmp_path_factory.mktemp("cluster")
+    env = {**os.environ, "SPARK_LOCAL_IP": "127.0.0.1", "PYSPARK_PYTHON": sys.executable}
+    master_port, worker_port = _free_port(), _free_port()
+    daemons = []
+    try:
+        with open(work / "master.log", "w") as out:
+            master = subprocess.Popen(
+                [BIN / "spark-class", "org.apache.spark.deploy.master.Master", "--host", "127.0.0.1"]
+                + ["--port", str(master_port), "--webui-port", str(_free_port())],
+                env=env,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+            )
+        daemons.append(master)
+        _wait_for_port(master_port, master)
+        with open(work / "worker.log", "w") as out:
+            worker = subprocess.Popen(
+                [BIN / "spark-class", "org.apache.spark.deploy.worker.Worker", f"spark://127.0.0.1:{master_port}"]
+                + ["--host", "127.0.0.1", "--port", str(worker_port), "--webui-port", str(_free_port())]
+                + ["--cores", "2", "--memory", "3g", "--work-dir", str(work / "work")],
+                env=env,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+            )
+        daemons.append(worker)
+        _wait_for_port(worker_port, worker)
+        submit = [
+            BIN / "spark-submit",
+            "--master",
+            f"spark://127.0.0.1:{master_port}",
+            "--conf",
+            "spark.ui.enabled=false",
+            "--conf",
+            "spark.executor.memory=2g",
+            "jobs/train.py",
+            "--config",
+            "conf/local.yaml",
+            "--set",
+            f"data.root={barrier_root}",
+            "--set",
+            f"spark.executor_python={sys.executable}",
+            *[arg for setting in [*BARRIER, "train.epochs=3"] for arg in ("--set", setting)],
+        ]
+        result = subprocess.run(submit, cwd=REPO, env=env, capture_output=True, text=True, timeout=420)
+        (work / "submit.log").write_text(result.stderr + "\n=== stdout\n" + result.stdout)
+        assert result.returncode == 0, result.stderr[-4000:]
+        # spark-submit hands the Python driver's stderr to its stdout
+        assert f"master spark://127.0.0.1:{master_port}" in result.stdout  # the cluster, not local mode
+        assert "[worker 1] worker 1/2" in result.stdout and "mode barrier" in result.stdout
+        report = json.loads((barrier_root / "model" / "_report.json").read_text())
+        assert report["details"]["epochs"] == 3 and report["details"]["mode"] == "barrier"
+        assert report["details"]["evaluation"]["examples"] > 0
+        digests = {w["digest"] for w in report["details"]["workers_results"]}
+        assert len(digests) == 1
+    finally:
+        for daemon in reversed(daemons):
+            daemon.terminate()
+        for daemon in daemons:
+            try:
+                daemon.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                daemon.kill()
+                daemon.wait()
+    assert all(daemon.poll() is not None for daemon in daemons)
+
+
+def test_barrier_mode_without_dlspark_on_the_executors_says_which_python_to_fix(barrier_root, tmp_path):
+    result = subprocess.run(  # run outside the repository, so the executors cannot find dlspark in their cwd
+        [BIN / "dlspark", "train", "--config", REPO / "conf" / "local.yaml", "--set", f"data.root={barrier_root}"]
+        + ["--set", "spark.master=local[2]", "--set", "spark.executor_python=/usr/bin/python3"]
+        + [arg for setting in BARRIER for arg in ("--set", setting)],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 2, result.stderr[-3000:]
+    assert "the executors' Python cannot import dlspark" in result.stderr
+    assert "spark.pyspark.python" in result.stderr and "/usr/bin/python3" in result.stderr
+    assert not (barrier_root / "model").exists()
+
+
+def test_digests_differ_when_weights_do():
+    from dlspark.train.worker import weights_digest
+
+    weights = [np.zeros((2, 3), np.float32), np.ones(4, np.float32)]
+    changed = [weights[0], np.array([1, 1, 1, 1.0001], np.float32)]
+    assert weights_digest(weights) == weights_digest([w.copy() for w in weights]) != weights_digest(changed)
+
+
+def test_a_failed_barrier_job_is_reported_by_the_workers_own_words():
+    from dlspark.train.distributed import failure_reason
+
+    java = (
+        "An error occurred while calling o123.collect.\n: org.apache.spark.SparkException: Job aborted\n"
+        "RuntimeError: dlspark training worker 1 was killed by SIGKILL; its last lines:\nINFO epoch 1/3"
+    )
+    assert failure_reason(RuntimeError(java)) == "dlspark training worker 1 was killed by SIGKILL"
+    assert isinstance(ClusterError("x"), DlsparkError)
