@@ -13,7 +13,7 @@ import socket
 import subprocess
 import sys
 from collections import deque
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 RESULT_PREFIX = "@dlspark-result "
@@ -22,10 +22,10 @@ RESULT_PREFIX = "@dlspark-result "
 NOISE = re.compile(r"^(I\d{4} \d\d:\d\d:\d\d|WARNING: All log messages before absl|Cache cleanup complete\.$)")
 
 
-def barrier_task(spec: dict[str, Any], log_address: tuple[str, int]) -> Callable[[Iterator[Any]], Iterator[str]]:
+def barrier_task(spec: dict[str, Any], log_address: tuple[str, int]) -> Callable[[Iterable[int]], Iterator[str]]:
     """The function each barrier task runs (no TensorFlow here: the worker process imports it)."""
 
-    def run(_: Iterator[Any]) -> Iterator[str]:
+    def run(_: Iterable[int]) -> Iterator[str]:
         from pyspark import BarrierTaskContext
 
         context = BarrierTaskContext.get()
