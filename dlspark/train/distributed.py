@@ -88,6 +88,7 @@ def train_barrier(spark: SparkSession, cfg: PipelineConfig) -> dict[str, Any]:
         plan["global_batch"],
     )
     with LogServer(spark.sparkContext.getConf().get("spark.driver.host") or socket.gethostname()) as server:
+        last_failure: tuple[str, int] | None = None
         for attempt in range(1, tc.attempts + 1):
             start = prepare_resume(paths, identity)
             resume = io_.read_json(f"{paths.backup}/training_metadata.json") if start else None
@@ -108,10 +109,13 @@ def train_barrier(spark: SparkSession, cfg: PipelineConfig) -> dict[str, Any]:
                 break
             except Exception as err:  # noqa: BLE001  (Py4JJavaError: the barrier stage failed; see below)
                 reason = failure_reason(err)
-                if attempt == tc.attempts:
+                repeated = (reason, start) == last_failure  # same failure, no epoch won since: not transient
+                if attempt == tc.attempts or repeated:
                     raise TrainingError(
-                        f"barrier training failed on all {tc.attempts} attempt(s) (train.attempts); last: {reason}"
+                        f"barrier training failed on attempt {attempt} of {tc.attempts} (train.attempts)"
+                        f"{', as on the attempt before it' if repeated else ''}: {reason}"
                     ) from err
+                last_failure = (reason, start)
                 log.warning("attempt %d/%d failed: %s; resubmitting the barrier job", attempt, tc.attempts, reason)
     timings = launch_timings(submitted, [json.loads(r) for r in results])
     log.info(
@@ -134,6 +138,7 @@ def train_barrier(spark: SparkSession, cfg: PipelineConfig) -> dict[str, Any]:
         "epochs": len(history),
         "workers": ranked,
         "attempts": attempt,
+        "samples_per_s": ranked[0]["samples_per_s"],
         "launch": timings,
     }
 

@@ -88,6 +88,7 @@ def train(cfg: PipelineConfig) -> dict[str, Any]:
     """Train the configured model on shards/train (validating on shards/val); return the history and paths."""
     import keras
 
+    from dlspark.train.callbacks import Throughput
     from dlspark.train.models import build_model
 
     root = Layout.at(cfg.data.root)
@@ -107,7 +108,9 @@ def train(cfg: PipelineConfig) -> dict[str, Any]:
     start = prepare_resume(paths, run_identity(cfg, manifest))
     if start:
         log.info("resuming from the checkpoint after epoch %d of %d", start, tc.epochs)
+    throughput = Throughput(tc.batch_size)
     callbacks: list[Any] = [
+        throughput,
         keras.callbacks.CSVLogger(paths.log, append=True),
         keras.callbacks.BackupAndRestore(paths.backup, double_checkpoint=True),
     ]
@@ -138,7 +141,14 @@ def train(cfg: PipelineConfig) -> dict[str, Any]:
             verbose=1 if sys.stdout.isatty() else 2,
         )
     save_artifacts(model, manifest, paths)
-    return {"model": model, "manifest": manifest, "history": read_log(paths.log), "epochs": len(history.epoch)}
+    return {
+        "model": model,
+        "manifest": manifest,
+        "history": read_log(paths.log),
+        "epochs": len(history.epoch),
+        "samples_per_s": throughput.rates,
+        "first_step": throughput.first_step,
+    }
 
 
 def save_artifacts(model: Any, manifest: Manifest, paths: ModelPaths) -> None:

@@ -51,6 +51,7 @@ def run_train(cfg: PipelineConfig, spark: SparkSession | None = None) -> StageRe
             ),
             "epochs": len(result["history"]),
             "final": {k: round(v, 4) for k, v in last.items() if k != "epoch"},
+            "examples_per_s": [round(rate) for rate in result["samples_per_s"]],
             "shards_fingerprint": manifest.fingerprint,
             "training_curve": curve,
             "evaluation": evaluation,

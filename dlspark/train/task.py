@@ -17,6 +17,7 @@ from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 RESULT_PREFIX = "@dlspark-result "
+ERROR_LINE = re.compile(r"^[\w.]*(Error|Exception)\b")  # a Python exception's last line, in the worker's output
 # Lines not worth the driver's log: TensorFlow's C++ INFO lines (printed before absl's logging is set up, so
 # TF_CPP_MIN_LOG_LEVEL does not hold them back) and Petastorm's print when a reader closes.
 NOISE = re.compile(r"^(I\d{4} \d\d:\d\d:\d\d|WARNING: All log messages before absl|Cache cleanup complete\.$)")
@@ -61,8 +62,10 @@ def barrier_task(spec: dict[str, Any], log_address: tuple[str, int]) -> Callable
                 worker.kill()
             sender.close()
         if code != 0 or result is None:
+            error = next((line.strip() for line in reversed(tail) if ERROR_LINE.match(line)), "")
             raise RuntimeError(
-                f"dlspark training worker {rank} {_exit_text(code)}; its last lines:\n{''.join(tail)[-4000:]}"
+                f"dlspark training worker {rank} {_exit_text(code)}{': ' + error[:300] if error else ''}; "
+                f"its last lines:\n{''.join(tail)[-4000:]}"
             )
         yield result
 

@@ -110,8 +110,9 @@ def train_worker(spec: dict[str, Any], marks: dict[str, float]) -> dict[str, Any
             penalty = regularization()
             loss = tf.nn.compute_average_loss(per_example, global_batch_size=global_batch)
             loss += tf.nn.scale_regularization_loss(penalty)
-        gradients = tape.gradient(loss, model.trainable_variables)
-        optimizer.apply(gradients, model.trainable_variables)
+        variables = model.trainable_variables
+        gradients = [_packable(g, v) for g, v in zip(tape.gradient(loss, variables), variables, strict=True)]
+        optimizer.apply(gradients, variables)
         return tf.concat([sums(labels, logits, tf.ones_like(per_example)), [penalty]], axis=0)
 
     def eval_step(features: Any, labels: Any, weights: Any) -> Any:
@@ -120,7 +121,12 @@ def train_worker(spec: dict[str, Any], marks: dict[str, float]) -> dict[str, Any
 
     @tf.function
     def distributed_train(iterator: Any) -> Any:
-        return strategy.reduce("SUM", strategy.run(train_step, args=next(iterator)), axis=None)
+        """One step; returns this worker's own sums (summed over workers once per epoch, not every step)."""
+        return strategy.experimental_local_results(strategy.run(train_step, args=next(iterator)))[0]
+
+    @tf.function
+    def sum_over_workers(local: Any) -> Any:
+        return strategy.reduce("SUM", strategy.run(tf.identity, args=(local,)), axis=None)
 
     @tf.function(reduce_retracing=True)
     def distributed_eval(features: Any, labels: Any, weights: Any) -> Any:
@@ -158,7 +164,7 @@ def train_worker(spec: dict[str, Any], marks: dict[str, float]) -> dict[str, Any
                 _progress(rank, epoch, epochs, step + 1, steps, totals, started)
             seconds = time.monotonic() - started
             rates.append(steps * global_batch / seconds)
-            row = {"epoch": float(epoch), **_metrics(totals.numpy(), workers)}
+            row = {"epoch": float(epoch), **_metrics(sum_over_workers(totals).numpy(), workers)}
             row.update({f"val_{k}": v for k, v in _evaluate(distributed_eval, validation, workers).items()})
             history.append(row)
             stop = stopper.update(epoch, row["val_loss"], model)
@@ -224,6 +230,25 @@ def _distributed_batches(
         yield iter(strategy.distribute_datasets_from_function(lambda _: batches))
 
 
+DENSE_GRADIENT_LIMIT = 1 << 22  # elements (16 MB of float32)
+
+
+def _packable(gradient: Any, variable: Any) -> Any:
+    """An embedding's sparse gradient as a dense tensor when the table is small.
+
+    The strategy all-reduces dense gradients packed together in one collective op, but gathers each sparse
+    gradient (indices and values) in collectives of its own; for tables of a few thousand rows the dense
+    form costs fewer round trips. Large tables keep the sparse form, whose size follows the batch.
+    """
+    import math
+
+    import tensorflow as tf
+
+    if isinstance(gradient, tf.IndexedSlices) and math.prod(variable.shape) <= DENSE_GRADIENT_LIMIT:
+        return tf.convert_to_tensor(gradient)
+    return gradient
+
+
 def _validation_part(split: tuple[dict[str, Any], Any], rank: int, workers: int, batch: int) -> list[tuple[Any, ...]]:
     """This worker's rows of the validation split (every workers-th row), padded with zero-weight rows so that
     every worker runs the same number of evaluation batches."""
@@ -262,7 +287,7 @@ _last_progress = [0.0]
 
 
 def _progress(rank: int, epoch: int, epochs: int, step: int, steps: int, totals: Any, started: float) -> None:
-    """A progress line from the chief every 10 seconds of a long epoch."""
+    """A progress line from the chief every 10 seconds of a long epoch (its own shard's running figures)."""
     now = time.monotonic()
     if rank != 0 or step == steps or now - max(_last_progress[0], started) < 10:
         return
