@@ -8,10 +8,11 @@ thread); the driver trainer runs in this process with TensorFlow's default threa
 in the layout the shards stage writes (see training.py), with a manifest, so the real trainers read them.
 
 Printed: seconds from the barrier job's submission to the moment the slowest worker started its process,
-imported TensorFlow, and ran its first step (and the first step counted from the trainer's call, so with the
-checks before launch); training examples per second over the epochs after the first (validation left out);
-the time of one step; and the collective-op cost per step, estimated as t(2 workers) - t(1 worker) / 2: two
-workers that each compute half the batch on their own core would take half the time without communication.
+imported TensorFlow, had its MultiWorkerMirroredStrategy, had its model and data ready, and ran its first
+step (and the first step counted from the trainer's call, so with the checks before launch); training examples
+per second over the epochs after the first (validation left out); the time of one step; and the collective-op
+cost per step, estimated as t(2 workers) - t(1 worker) / 2: two workers that each compute half the batch on
+their own core would take half the time without communication.
 """
 
 from __future__ import annotations
@@ -114,8 +115,8 @@ def main() -> None:
 
     print(f"\n{args.rows:,} training rows, global batch {args.batch}, {args.epochs} epochs, local[2]")
     header = (
-        f"{'trainer':<20} {'started':>8} {'TF ready':>9} {'1st step':>9} {'from call':>10} "
-        f"{'examples/s':>11} {'ms/step':>8} {'ratio':>6}"
+        f"{'trainer':<20} {'started':>8} {'TF ready':>9} {'strategy':>9} {'data':>6} {'1st step':>9} "
+        f"{'from call':>10} {'examples/s':>11} {'ms/step':>8} {'ratio':>6}"
     )
     print(header + "\n" + "-" * len(header))
     step_ms = {}
@@ -126,9 +127,13 @@ def main() -> None:
         base = base or rate
         step_ms[name] = 1000 * args.batch / rate
         launch = r["launch"]
-        cells = [f"{launch[k]:.1f}" if k in launch else "-" for k in ("started", "imported", "first_step")]
+        cells = [
+            f"{launch[k]:.1f}" if k in launch else "-"
+            for k in ("started", "imported", "strategy", "data", "first_step")
+        ]
         print(
-            f"{name:<20} {cells[0]:>8} {cells[1]:>9} {cells[2]:>9} {r['first_from_call']:>10.1f} "
+            f"{name:<20} {cells[0]:>8} {cells[1]:>9} {cells[2]:>9} {cells[3]:>6} {cells[4]:>9} "
+            f"{r['first_from_call']:>10.1f} "
             f"{rate:>11,.0f} {step_ms[name]:>8.1f} {rate / base:>6.2f}"
         )
     one, two = step_ms["barrier, 1 worker"], step_ms["barrier, 2 workers"]
