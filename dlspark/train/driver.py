@@ -89,21 +89,14 @@ def train(cfg: PipelineConfig) -> dict[str, Any]:
     import keras
 
     from dlspark.train.callbacks import Throughput
-    from dlspark.train.models import build_model
+    from dlspark.train.models import model_for
 
     root = Layout.at(cfg.data.root)
     manifest = Manifest.read(root.shards)
     paths = ModelPaths(root.model)
     tc = cfg.train
     keras.utils.set_random_seed(tc.seed)
-    model = build_model(
-        tc.model,
-        manifest.products,
-        manifest.customers,
-        len(manifest.item_columns),
-        len(manifest.rule_columns),
-        tc.learning_rate,
-    )
+    model = model_for(manifest, tc)
     inputs = tuple(model_inputs(tc.model))
     start = prepare_resume(paths, run_identity(cfg, manifest))
     if start:

@@ -7,7 +7,8 @@ from typing import Any
 import keras
 from keras import layers, ops
 
-from dlspark.config import ModelConfig
+from dlspark.config import ModelConfig, TrainConfig
+from dlspark.train.data import Manifest
 
 
 @keras.saving.register_keras_serializable(package="dlspark")
@@ -113,3 +114,15 @@ def build_model(
         metrics=[keras.metrics.SparseTopKCategoricalAccuracy(k=10, name="top10")],
     )
     return model
+
+
+def model_for(manifest: Manifest, cfg: TrainConfig) -> keras.Model:
+    """The configured model, sized by the shards' vocabularies and columns (both trainers build it so)."""
+    return build_model(
+        cfg.model,
+        manifest.products,
+        manifest.customers,
+        len(manifest.item_columns),
+        len(manifest.rule_columns),
+        cfg.learning_rate,
+    )

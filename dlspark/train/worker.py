@@ -51,7 +51,8 @@ def main() -> None:
 
 
 def train_worker(spec: dict[str, Any], marks: dict[str, float]) -> dict[str, Any]:
-    """Train this worker's part; return {rank, history (chief), weights digest, samples_per_s, marks}."""
+    """Train this worker's part; return its rank, the model's path (the chief), history, weights digest, examples
+    per second and launch marks."""
     import keras
     import tensorflow as tf
 
@@ -59,7 +60,7 @@ def train_worker(spec: dict[str, Any], marks: dict[str, float]) -> dict[str, Any
     from dlspark.layout import Layout
     from dlspark.train.data import Manifest, model_inputs, petastorm_dataset, read_split
     from dlspark.train.driver import ModelPaths
-    from dlspark.train.models import build_model
+    from dlspark.train.models import model_for
 
     cfg = PipelineConfig.model_validate(spec["config"])
     tc, rank, workers = cfg.train, int(spec["rank"]), int(spec["workers"])
@@ -80,14 +81,7 @@ def train_worker(spec: dict[str, Any], marks: dict[str, float]) -> dict[str, Any
     global_batch = per_worker * workers
     keras.utils.set_random_seed(tc.seed)  # the same initial weights on every worker
     with strategy.scope():
-        model = build_model(
-            tc.model,
-            manifest.products,
-            manifest.customers,
-            len(manifest.item_columns),
-            len(manifest.rule_columns),
-            tc.learning_rate,
-        )
+        model = model_for(manifest, tc)
         optimizer = model.optimizer
         optimizer.build(model.trainable_variables)
         if spec["resume"]:
@@ -191,6 +185,7 @@ def train_worker(spec: dict[str, Any], marks: dict[str, float]) -> dict[str, Any
         shutil.rmtree(checkpoint_dir, ignore_errors=True)
     return {
         "rank": rank,
+        "model": paths.model if rank == 0 else None,
         "history": history,
         "digest": weights_digest(model.get_weights()),
         "samples_per_s": rates,
