@@ -10,10 +10,11 @@ from collections.abc import Sequence
 
 from dlspark import __version__
 from dlspark.config import DEFAULT_CONFIG, PipelineConfig, load_config
-from dlspark.errors import DlsparkError
+from dlspark.errors import ConfigError, DlsparkError
 
 STAGE_ORDER = ["ingest", "clean", "dedup", "mine", "shards", "train"]
 SPARK_STAGES = STAGE_ORDER[:-1]
+PIPELINE = [*STAGE_ORDER, "evaluate"]  # `dlspark pipeline`: train leaves the evaluation to evaluate
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -54,6 +55,15 @@ def _parser() -> argparse.ArgumentParser:
     ]:
         commands.add_parser(stage, parents=[common], help=text)
 
+    pipe = commands.add_parser(
+        "pipeline",
+        parents=[common],
+        help="run the stages in order in one Spark application, skipping those already up to date",
+    )
+    pipe.add_argument("--from", dest="first", choices=PIPELINE, default=PIPELINE[0], help="first stage to run")
+    pipe.add_argument("--to", dest="last", choices=PIPELINE, default=PIPELINE[-1], help="last stage to run")
+    pipe.add_argument("--force", action="store_true", help="rerun the stages even when they are up to date")
+
     demo = commands.add_parser(
         "demo",
         parents=[common],
@@ -91,17 +101,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     warnings.filterwarnings("ignore", message="`shuffle=True` was passed")  # Keras; Petastorm and tf.data shuffle
     try:
         cfg = load_config(args.config, [*args.overrides, *_generate_overrides(args)])
-        return _run(args.command, cfg)
+        return _run(args.command, cfg, args)
     except DlsparkError as err:
         print(f"dlspark: error: {err}", file=sys.stderr)
         return 2
 
 
-def _run(command: str, cfg: PipelineConfig) -> int:
+def _run(command: str, cfg: PipelineConfig, args: argparse.Namespace) -> int:
     # Spark is imported here, after the configuration has been checked, so a bad key fails in a second.
     from dlspark.generate import generate
     from dlspark.layout import Layout
-    from dlspark.pipeline import check_inputs, format_reports, format_rules, run_stage, run_stages
+    from dlspark.pipeline import check_inputs, format_reports, format_rules, run_pipeline, run_stage
     from dlspark.session import spark_session
     from dlspark.train.evaluate import format_evaluation
 
@@ -115,6 +125,11 @@ def _run(command: str, cfg: PipelineConfig) -> int:
             print()
             print(format_rules(report.details["top_rules"]))
         return 0
+    if command == "pipeline":
+        first, last = PIPELINE.index(args.first), PIPELINE.index(args.last)
+        if first > last:
+            raise ConfigError(f"--from {args.first} comes after --to {args.last}; stages run in the order {PIPELINE}")
+        return _pipeline(PIPELINE[first : last + 1], cfg, args.force)
     if command in ("train", "evaluate"):
         check_inputs(command, cfg)
         if command == "train" and cfg.train.mode == "barrier":  # its workers are Spark barrier tasks
@@ -138,12 +153,10 @@ def _run(command: str, cfg: PipelineConfig) -> int:
             return 0
         from dlspark.truth import format_score, score
 
-        reports = run_stages(SPARK_STAGES, spark, cfg)
+        in_spark, on_driver = _split(PIPELINE, cfg)
+        reports = run_pipeline(in_spark, spark, cfg)  # new raw data: every stage runs
         truth = score(spark, root)
-        if cfg.train.mode == "barrier":
-            reports.append(run_stage("train", spark, cfg))
-    if cfg.train.mode == "driver":
-        reports.append(run_stage("train", None, cfg))  # after Spark has stopped, so TensorFlow has the memory
+    reports += run_pipeline(on_driver, None, cfg)
     by_stage = {report.stage: report for report in reports}
     print()
     print(format_reports(reports))
@@ -152,11 +165,44 @@ def _run(command: str, cfg: PipelineConfig) -> int:
     print()
     print(format_score(truth))
     print()
-    print(format_evaluation(by_stage["train"].details["evaluation"]))
+    print(format_evaluation(by_stage["evaluate"].details["evaluation"]))
     print(
         f"\nOutputs under {root.root}: events/ products/ mining/ shards/ model/ reports/ clean/ quarantine/ "
         "(stage reports: */_report.json)"
     )
+    return 0
+
+
+def _split(names: list[str], cfg: PipelineConfig) -> tuple[list[str], list[str]]:
+    """The stages to run in the Spark session, and those after it: driver-mode training runs once Spark has
+    stopped, so TensorFlow has the memory (barrier-mode training needs the session)."""
+    from dlspark.pipeline import DRIVER_STAGES
+
+    in_spark = [n for n in names if n not in DRIVER_STAGES or cfg.train.mode == "barrier"]
+    return in_spark, names[len(in_spark) :]
+
+
+def _pipeline(names: list[str], cfg: PipelineConfig, force: bool) -> int:
+    """The stages up to date are skipped before Spark starts; the others run in one Spark session."""
+    from dlspark.pipeline import check_inputs, format_reports, format_rules, run_pipeline
+    from dlspark.session import spark_session
+    from dlspark.train.evaluate import format_evaluation
+
+    check_inputs(names[0], cfg)
+    reports = run_pipeline(names, None, cfg, force, until_stale=True)
+    in_spark, on_driver = _split(names[len(reports) :], cfg)
+    if in_spark:
+        with spark_session(cfg.spark) as spark:
+            reports += run_pipeline(in_spark, spark, cfg, force)
+    reports += run_pipeline(on_driver, None, cfg, force)
+    by_stage = {report.stage: report for report in reports}
+    print(format_reports(reports))
+    if "mine" in by_stage:
+        print()
+        print(format_rules(by_stage["mine"].details["top_rules"]))
+    if "evaluate" in by_stage:
+        print()
+        print(format_evaluation(by_stage["evaluate"].details["evaluation"]))
     return 0
 
 

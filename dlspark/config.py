@@ -41,6 +41,10 @@ class DataConfig(_Section):
     """One data root; every stage reads and writes below it (see README, 'Data layout')."""
 
     root: str
+    staging: dict[str, str] = Field(
+        {},
+        description="Set by dlspark while a stage runs (leave empty): outputs under root -> where they are staged.",
+    )
 
 
 class FeedConfig(_Section):

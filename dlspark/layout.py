@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import dataclass
-from typing import Any
+from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING, Any
 
 from pyarrow import fs as pafs
 
 from dlspark.errors import InputError
+
+if TYPE_CHECKING:
+    from dlspark.config import DataConfig
 
 # What each stage output holds and which stage writes it, for messages about a missing input.
 DATASETS = {
@@ -27,16 +30,37 @@ def _is_uri(path: str) -> bool:
 
 @dataclass(frozen=True)
 class Layout:
-    """Paths of every dataset under `root`; a local root is made absolute so executors see the same place."""
+    """Paths of every dataset under `root`; a local root is made absolute so executors see the same place.
+
+    `staged` redirects outputs (relative paths such as "clean" or "quarantine/stage=clean") to a staging
+    directory while a stage writes them; everything else resolves under `root` (see pipeline.run_stage).
+    """
 
     root: str
+    staged: tuple[tuple[str, str], ...] = ()
 
     @classmethod
     def at(cls, root: str) -> Layout:
         return cls(root.rstrip("/") if _is_uri(root) else os.path.abspath(root))
 
+    @classmethod
+    def of(cls, data: DataConfig) -> Layout:
+        """The layout a stage uses: its data root, with its own outputs redirected while it is staged."""
+        return replace(cls.at(data.root), staged=tuple(sorted(data.staging.items())))
+
     def path(self, *parts: str) -> str:
+        relative = "/".join(parts)
+        for output, target in self.staged:
+            if relative == output or relative.startswith(output + "/"):
+                return target + relative[len(output) :]
         return "/".join([self.root, *parts])
+
+    def unstaged(self, path: str) -> str:
+        """The published path of a path inside a staged output."""
+        for output, target in self.staged:
+            if path == target or path.startswith(target + "/"):
+                return f"{self.root}/{output}{path[len(target) :]}"
+        return path
 
     @property
     def raw(self) -> str:
@@ -99,6 +123,12 @@ def write_json(path: str, payload: Any) -> None:
     write_bytes(path, (json.dumps(payload, indent=2, sort_keys=False, default=str) + "\n").encode())
 
 
+def read_bytes(path: str) -> bytes:
+    fs, inner = filesystem(path)
+    with fs.open_input_stream(inner) as src:
+        return bytes(src.read())
+
+
 def read_json(path: str) -> Any:
     fs, inner = filesystem(path)
     try:
@@ -112,3 +142,21 @@ def delete_dir(path: str) -> None:
     fs, inner = filesystem(path)
     if fs.get_file_info(inner).type != pafs.FileType.NotFound:
         fs.delete_dir(inner)
+
+
+def move(source: str, target: str) -> None:
+    """Rename a file or directory (one metadata operation on a local disk, HDFS or a mounted volume)."""
+    fs, inner = filesystem(source)
+    _, target_inner = filesystem(target)
+    fs.create_dir(target_inner.rsplit("/", 1)[0], recursive=True)
+    fs.move(inner, target_inner)
+
+
+def delete(path: str) -> None:
+    """Delete a file or a directory tree, if it exists."""
+    fs, inner = filesystem(path)
+    kind = fs.get_file_info(inner).type
+    if kind == pafs.FileType.Directory:
+        fs.delete_dir(inner)
+    elif kind != pafs.FileType.NotFound:
+        fs.delete_file(inner)

@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 from collections.abc import Callable
 from typing import Any
 
 from pyspark.sql import SparkSession
 
+from dlspark import layout as io_
 from dlspark.config import PipelineConfig, config_hash
 from dlspark.layout import DATASETS, Layout
-from dlspark.report import StageReport, Timer
+from dlspark.report import StageReport, Timer, report_path
 from dlspark.stages import clean, dedup, ingest, mine, shards
 from dlspark.stages.common import require_dataset
 
@@ -28,10 +31,11 @@ STAGES: dict[str, StageFn] = {
 DriverStageFn = Callable[[PipelineConfig, SparkSession | None], StageReport]
 
 
-def _driver_stages() -> dict[str, DriverStageFn]:
+def _driver_stages(in_pipeline: bool) -> dict[str, DriverStageFn]:
     from dlspark.train.stage import run_evaluate, run_train  # TensorFlow only where training is asked for
 
-    return {"train": run_train, "evaluate": run_evaluate}
+    # In a pipeline `evaluate` follows `train`; alone, `train` ends with the evaluation.
+    return {"train": lambda cfg, spark: run_train(cfg, spark, not in_pipeline), "evaluate": run_evaluate}
 
 
 DRIVER_STAGES = ("train", "evaluate")
@@ -44,6 +48,35 @@ INPUTS = {
     "train": "shards",
     "evaluate": "shards",
 }
+# What each stage reads (for its manifest's input fingerprints), writes (published together), and which
+# configuration sections decide its result (a change to another section does not make it stale).
+READS = {
+    "ingest": ["raw"],
+    "clean": ["ingested"],
+    "dedup": ["clean"],
+    "mine": ["events"],
+    "shards": ["events"],
+    "train": ["shards"],
+    "evaluate": ["model", "shards"],
+}
+OUTPUTS = {
+    "ingest": ["ingested", "quarantine/stage=ingest"],
+    "clean": ["clean", "quarantine/stage=clean"],
+    "dedup": ["events", "products"],
+    "mine": ["mining"],
+    "shards": ["shards"],
+    "train": ["model"],
+    "evaluate": ["model/evaluation", "model/evaluation.json"],
+}
+SETTINGS = {
+    "ingest": ["feeds"],
+    "clean": ["feeds", "clean"],
+    "dedup": ["dedup"],
+    "mine": ["mining"],
+    "shards": ["shards", "mining"],
+    "train": ["train"],
+    "evaluate": ["train"],
+}
 
 
 def check_inputs(name: str, cfg: PipelineConfig) -> None:
@@ -55,21 +88,126 @@ def check_inputs(name: str, cfg: PipelineConfig) -> None:
         require_dataset(root.path(INPUTS[name]), DATASETS[INPUTS[name]])
 
 
-def run_stage(name: str, spark: SparkSession | None, cfg: PipelineConfig) -> StageReport:
-    """Run one stage, time it, and write its report inside its output (driver stages may have no SparkSession)."""
+def run_stage(name: str, spark: SparkSession | None, cfg: PipelineConfig, *, in_pipeline: bool = False) -> StageReport:
+    """Run one stage atomically, time it, and return its report.
+
+    The stage writes its outputs under data.root/_staging/<stage>/ (data.staging redirects them); its report,
+    with the fingerprints of what it read, goes inside the staged output; then `recover` renames the staged
+    outputs into place. A reader never sees half an output, and a stage that dies leaves the previous output
+    as it was. A staging directory a killed stage left is reused by the next run (Spark overwrites it; the
+    trainer resumes from the checkpoint in it).
+    """
+    root = Layout.at(cfg.data.root)
+    recover(root, name)
+    inputs = input_fingerprints(name, cfg)
+    staging = {output: root.path("_staging", name, output) for output in OUTPUTS[name]}
+    staged_cfg = cfg.model_copy(update={"data": cfg.data.model_copy(update={"staging": staging})})
     log.info("stage %s: starting", name)
     with Timer() as timer:
         if name in DRIVER_STAGES:
-            report = _driver_stages()[name](cfg, spark)
+            report = _driver_stages(in_pipeline)[name](staged_cfg, spark)
         elif spark is None:
             raise ValueError(f"stage {name} needs a SparkSession")
         else:
-            report = STAGES[name](spark, cfg)
+            report = STAGES[name](spark, staged_cfg)
+    staged_output = report.output
+    report.output = Layout.of(staged_cfg.data).unstaged(staged_output)
     report.seconds = timer.seconds
     report.config_hash = config_hash(cfg)
-    report.write()
+    report.settings_hash = settings_hash(name, cfg)
+    report.inputs = inputs
+    report.write(report_path(staged_output))
+    io_.write_json(root.path("_staging", name, JOURNAL), {"stage": name, "outputs": OUTPUTS[name]})
+    recover(root, name)  # publishes: the same code finishes a publish that a crash interrupted
     log.info("stage %s: done in %.1f s", name, report.seconds)
     return report
+
+
+JOURNAL = "_publish.json"
+
+
+def recover(root: Layout, name: str) -> None:
+    """Publish what a finished stage staged, or finish a publish a crash interrupted; idempotent.
+
+    The journal is written only once every output is complete in staging. Each output then moves into place:
+    the old one first to _staging/<stage>/_old/, then the staged one to its place. A crash between the two
+    moves leaves the output missing for a moment, never half written; the next run finishes the job.
+    """
+    staging = root.path("_staging", name)
+    if not io_.exists(f"{staging}/{JOURNAL}"):
+        return
+    for output in io_.read_json(f"{staging}/{JOURNAL}")["outputs"]:
+        staged, target = f"{staging}/{output}", root.path(output)
+        if io_.exists(staged):
+            if io_.exists(target):
+                io_.move(target, f"{staging}/_old/{output}")
+            io_.move(staged, target)
+    io_.delete(staging)
+
+
+def input_fingerprints(name: str, cfg: PipelineConfig) -> dict[str, str]:
+    """What a stage reads, as fingerprints: the raw files' names, sizes and times, or the report (manifest) of
+    the stage that wrote the input, which changes with every run of that stage."""
+    root = Layout.at(cfg.data.root)
+    found = {}
+    for dataset in READS[name]:
+        if dataset == "raw":
+            listing = [ingest.feed_listing(root, feed) for feed in cfg.feeds.values()]
+            found[dataset] = _digest(json.dumps(listing, sort_keys=True).encode())
+        else:
+            report = report_path(root.path(dataset))
+            found[dataset] = _digest(io_.read_bytes(report)) if io_.exists(report) else "missing"
+    return found
+
+
+def settings_hash(name: str, cfg: PipelineConfig) -> str:
+    """A hash of the configuration sections the stage's result depends on."""
+    sections = cfg.model_dump(mode="json", include=set(SETTINGS[name]))
+    return _digest(json.dumps(sections, sort_keys=True).encode())
+
+
+def _digest(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()[:16]
+
+
+def is_current(name: str, cfg: PipelineConfig) -> StageReport | None:
+    """The published report of a stage whose inputs and settings are unchanged since it ran, else None."""
+    root = Layout.at(cfg.data.root)
+    main = root.path(OUTPUTS[name][0])
+    if not io_.exists(report_path(main)) or io_.exists(root.path("_staging", name)):
+        return None
+    report = StageReport.read(report_path(main))
+    if report.settings_hash != settings_hash(name, cfg) or report.inputs != input_fingerprints(name, cfg):
+        return None
+    if not all(io_.exists(root.path(output)) for output in OUTPUTS[name]):
+        return None
+    return report
+
+
+def run_pipeline(
+    names: list[str],
+    spark: SparkSession | None,
+    cfg: PipelineConfig,
+    force: bool = False,
+    until_stale: bool = False,
+) -> list[StageReport]:
+    """Run `names` in order; a stage whose published output is current is skipped (unless `force`).
+
+    With `until_stale`, stop at the first stage that would have to run (so a caller can skip the stages that are
+    up to date before it starts Spark).
+    """
+    reports = []
+    for name in names:
+        current = None if force else is_current(name, cfg)
+        if current is None and until_stale:
+            break
+        if current is not None:
+            log.info("stage %s: up to date (ran %s, same inputs and settings), skipped", name, current.started_at)
+            current.skipped = True
+            reports.append(current)
+            continue
+        reports.append(run_stage(name, spark, cfg, in_pipeline=True))
+    return reports
 
 
 def run_stages(names: list[str], spark: SparkSession | None, cfg: PipelineConfig) -> list[StageReport]:
@@ -81,10 +219,13 @@ def format_reports(reports: list[StageReport]) -> str:
     header = f"{'stage':<8} {'rows in':>11} {'rows out':>11} {'quarantined':>12} {'removed':>9} {'seconds':>8}"
     lines = [header, "-" * len(header)]
     for r in reports:
+        seconds = "skipped" if r.skipped else f"{r.seconds:.1f}"
         lines.append(
             f"{r.stage:<8} {r.rows_in:>11,} {r.rows_out:>11,} {r.quarantined_total:>12,} "
-            f"{sum(r.removed.values()):>9,} {r.seconds:>8.1f}"
+            f"{sum(r.removed.values()):>9,} {seconds:>8}"
         )
+    if any(r.skipped for r in reports):
+        lines.append("  skipped: up to date (same inputs and settings); the figures are from its last run")
     for r in reports:
         if r.quarantined:
             reasons = ", ".join(f"{k} {v:,}" for k, v in sorted(r.quarantined.items(), key=lambda kv: -kv[1]))

@@ -31,6 +31,9 @@ class StageReport:
     started_at: str = field(default_factory=lambda: dt.datetime.now(dt.UTC).isoformat(timespec="seconds"))
     config_hash: str = ""
     code_version: str = __version__
+    settings_hash: str = ""  # of the configuration sections this stage depends on (pipeline.SETTINGS)
+    inputs: dict[str, str] = field(default_factory=dict)  # fingerprints of what it read (pipeline.READS)
+    skipped: bool = False  # set by the pipeline for a stage it did not rerun: this report is the earlier run's
 
     @property
     def quarantined_total(self) -> int:
@@ -42,8 +45,14 @@ class StageReport:
     def to_dict(self) -> dict[str, Any]:
         return {**asdict(self), "quarantined_total": self.quarantined_total, "balanced": self.balanced()}
 
-    def write(self) -> None:
-        io_.write_json(report_path(self.output), self.to_dict())
+    def write(self, path: str | None = None) -> None:
+        """Write the report inside its output (or at `path`, e.g. inside the staged output)."""
+        io_.write_json(path or report_path(self.output), self.to_dict())
+
+    @classmethod
+    def read(cls, path: str) -> StageReport:
+        raw = io_.read_json(path)
+        return cls(**{k: v for k, v in raw.items() if k in cls.__dataclass_fields__ and k != "skipped"})
 
 
 class Timer:

@@ -2,6 +2,7 @@
 
 import csv
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -150,26 +151,29 @@ def test_a_training_run_killed_midway_resumes_from_its_last_epoch(trained, tmp_p
         "train.batch_size=32",
     ]
     env = {**os.environ, "PYSPARK_PYTHON": sys.executable}
-    # The run writes under data.root/model: move the fixture's model aside and put it back afterwards.
-    os.rename(root.model, model_dir)
+    # The run trains in data.root/_staging/train/model and publishes to data.root/model at the end; the
+    # fixture's model is kept aside and put back afterwards.
+    shutil.copytree(root.model, model_dir)
     try:
         first = subprocess.Popen(
             command, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
         )
-        log = Path(root.model) / "training_log.csv"
+        staged_log = Path(root.root) / "_staging" / "train" / "model" / "training_log.csv"
         deadline = time.monotonic() + 300
         while time.monotonic() < deadline and first.poll() is None:
-            if log.exists() and len(log.read_text().splitlines()) >= 3:  # header + two finished epochs
+            if staged_log.exists() and len(staged_log.read_text().splitlines()) >= 3:  # header + two epochs
                 break
             time.sleep(0.05)
         assert first.poll() is None, "training finished before it could be killed"
         first.send_signal(signal.SIGKILL)
         first.wait()
+        published = Path(root.model) / "model.keras"
+        assert published.read_bytes() == (model_dir / "model.keras").read_bytes()  # the old model is untouched
         second = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
         assert second.returncode == 0, second.stderr[-3000:]
         assert "resuming from the checkpoint after epoch" in second.stderr
-        epochs = [int(r["epoch"]) for r in csv.DictReader(log.open())]
+        epochs = [int(r["epoch"]) for r in csv.DictReader((Path(root.model) / "training_log.csv").open())]
         assert epochs == list(range(8))
     finally:
-        subprocess.run(["rm", "-rf", root.model])
-        os.rename(model_dir, root.model)
+        shutil.rmtree(root.model, ignore_errors=True)
+        shutil.copytree(model_dir, root.model)

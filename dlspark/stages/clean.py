@@ -125,7 +125,7 @@ def clean(ingested: DataFrame, cfg: PipelineConfig) -> DataFrame:
 
 def run(spark: SparkSession, cfg: PipelineConfig) -> StageReport:
     """ingested/ -> clean/ (typed, normalised) + quarantine/stage=clean/."""
-    root = Layout.at(cfg.data.root)
+    root = Layout.of(cfg.data)
     report = StageReport("clean", output=root.clean)
     ingested = read_parquet(spark, root.ingested, INGESTED, DATASETS["ingested"])
     report.rows_in = ingested.count()

@@ -204,7 +204,7 @@ def resolve_products(products: DataFrame, cfg: DedupConfig) -> tuple[DataFrame, 
 
 def run(spark: SparkSession, cfg: PipelineConfig) -> StageReport:
     """clean/ -> events/ (one row per event, with its canonical product) + products/."""
-    root = Layout.at(cfg.data.root)
+    root = Layout.of(cfg.data)
     report = StageReport("dedup", output=root.events)
     clean = read_parquet(spark, root.clean, CLEAN, DATASETS["clean"])
     report.rows_in = clean.count()

@@ -41,6 +41,17 @@ def feed_path(raw_root: str, feed: FeedConfig, dates: list[str] | None = None) -
     return [f"{base}/date={d}" for d in dates] if dates else [base]
 
 
+def feed_listing(root: Layout, feed: FeedConfig) -> list[tuple[str, int, int]]:
+    """Every file of a feed as (path under raw/, size, modification time in ns): what ingest's result rests on."""
+    from pyarrow import fs as pafs
+
+    fs, inner = io_.filesystem(feed_path(root.raw, feed)[0])
+    if fs.get_file_info(inner).type == pafs.FileType.NotFound:
+        return []
+    files = fs.get_file_info(pafs.FileSelector(inner, recursive=True))
+    return sorted((f.path[len(inner) :], f.size or 0, f.mtime_ns or 0) for f in files if f.type == pafs.FileType.File)
+
+
 def read_feed(spark: SparkSession, feed: FeedConfig, paths: list[str]) -> DataFrame:
     """Read one feed with its explicit schema (never inferred), keeping unparseable lines in _corrupt_record."""
     reader = (
@@ -100,7 +111,7 @@ def check_inputs(cfg: PipelineConfig, root: Layout, dates: list[str] | None = No
 
 def run(spark: SparkSession, cfg: PipelineConfig, dates: list[str] | None = None) -> StageReport:
     """raw/ -> ingested/ (canonical fields, all strings) + quarantine/stage=ingest/."""
-    root = Layout.at(cfg.data.root)
+    root = Layout.of(cfg.data)
     check_inputs(cfg, root, dates)
     report = StageReport("ingest", output=root.ingested)
     per_feed = []

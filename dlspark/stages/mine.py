@@ -195,7 +195,7 @@ def popularity(counts: DataFrame, n_baskets: int) -> DataFrame:
 
 def run(spark: SparkSession, cfg: PipelineConfig) -> StageReport:
     """events/ -> mining/itemsets/, mining/rules/, mining/popularity/."""
-    root = Layout.at(cfg.data.root)
+    root = Layout.of(cfg.data)
     report = StageReport("mine", output=root.path("mining"))
     events = read_parquet(spark, root.events, EVENTS, DATASETS["events"])
     windowed, start, end = select_window(events, cfg.mining.window_days, cfg.mining.end_date)

@@ -211,7 +211,7 @@ def settings_hash(cfg: PipelineConfig) -> str:
 
 def run(spark: SparkSession, cfg: PipelineConfig) -> StageReport:
     """events/ -> shards/{train,val,test}/, shards/rules/ (mined on the training days) and shards/manifest.json."""
-    root = Layout.at(cfg.data.root)
+    root = Layout.of(cfg.data)
     out = root.shards
     report = StageReport("shards", output=out)
     sc = cfg.shards

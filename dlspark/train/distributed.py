@@ -74,7 +74,7 @@ def plan_steps(manifest: Manifest, batch_size: int, workers: int) -> dict[str, A
 def train_barrier(spark: SparkSession, cfg: PipelineConfig) -> dict[str, Any]:
     """Train on `train.workers` barrier tasks; return what the driver trainer returns, plus the workers' results."""
     tc = cfg.train
-    root = Layout.at(cfg.data.root)
+    root = Layout.of(cfg.data)
     manifest = Manifest.read(root.shards)
     plan = plan_steps(manifest, tc.batch_size, tc.workers)
     threads = check_cluster(spark, cfg)

@@ -91,7 +91,7 @@ def train(cfg: PipelineConfig) -> dict[str, Any]:
     from dlspark.train.callbacks import Throughput
     from dlspark.train.models import model_for
 
-    root = Layout.at(cfg.data.root)
+    root = Layout.of(cfg.data)
     manifest = Manifest.read(root.shards)
     paths = ModelPaths(root.model)
     tc = cfg.train

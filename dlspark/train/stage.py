@@ -19,10 +19,11 @@ from dlspark.train.evaluate import evaluate
 log = logging.getLogger(__name__)
 
 
-def run_train(cfg: PipelineConfig, spark: SparkSession | None = None) -> StageReport:
+def run_train(cfg: PipelineConfig, spark: SparkSession | None = None, evaluate_after: bool = True) -> StageReport:
     """shards/ -> model/ (model.keras, serving/, vocabulary.json, training_log.csv) + reports/training_curve.png,
-    then the evaluation on the test split. Barrier mode (train.mode) needs the SparkSession to run its tasks."""
-    root = Layout.at(cfg.data.root)
+    then (unless the pipeline runs `evaluate` next) the evaluation on the test split. Barrier mode (train.mode)
+    needs the SparkSession to run its tasks."""
+    root = Layout.of(cfg.data)
     if cfg.train.mode == "barrier":
         if spark is None:
             raise ValueError("barrier training needs a SparkSession")
@@ -33,8 +34,10 @@ def run_train(cfg: PipelineConfig, spark: SparkSession | None = None) -> StageRe
         result = train(cfg)
     manifest = result["manifest"]
     curve = plot_training(result["history"], f"{root.reports}/training_curve.png")
-    evaluation = evaluate(result["model"], manifest, model_inputs(cfg.train.model), cfg.train.top_k)
-    io_.write_json(f"{root.model}/evaluation.json", evaluation)
+    evaluation = {}
+    if evaluate_after:
+        evaluation = evaluate(result["model"], manifest, model_inputs(cfg.train.model), cfg.train.top_k)
+        io_.write_json(f"{root.model}/evaluation.json", evaluation)
     last = result["history"][-1] if result["history"] else {}
     return StageReport(
         "train",
@@ -54,7 +57,7 @@ def run_train(cfg: PipelineConfig, spark: SparkSession | None = None) -> StageRe
             "examples_per_s": [round(rate) for rate in result["samples_per_s"]],
             "shards_fingerprint": manifest.fingerprint,
             "training_curve": curve,
-            "evaluation": evaluation,
+            **({"evaluation": evaluation} if evaluation else {}),
             **({"workers_results": result["workers"]} if cfg.train.mode == "barrier" else {}),
         },
     )
@@ -66,7 +69,7 @@ def run_evaluate(cfg: PipelineConfig, spark: SparkSession | None = None) -> Stag
 
     import dlspark.train.models  # noqa: F401  (registers the custom layers load_model needs)
 
-    root = Layout.at(cfg.data.root)
+    root = Layout.of(cfg.data)
     manifest = Manifest.read(root.shards)
     paths = ModelPaths(root.model)
     if not io_.exists(paths.model):
@@ -80,10 +83,14 @@ def run_evaluate(cfg: PipelineConfig, spark: SparkSession | None = None) -> Stag
         )
     model = keras.models.load_model(paths.model)
     evaluation = evaluate(model, manifest, [i.name for i in model.inputs], cfg.train.top_k)
-    io_.write_json(f"{root.model}/evaluation.json", evaluation)
+    io_.write_json(root.path("model", "evaluation.json"), evaluation)
     rows = manifest.rows("test")
     return StageReport(
-        "evaluate", output=f"{root.model}/evaluation", rows_in=rows, rows_out=rows, details={"evaluation": evaluation}
+        "evaluate",
+        output=root.path("model", "evaluation"),
+        rows_in=rows,
+        rows_out=rows,
+        details={"evaluation": evaluation},
     )
 
 

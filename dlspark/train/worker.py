@@ -73,7 +73,7 @@ def train_worker(spec: dict[str, Any], marks: dict[str, float]) -> dict[str, Any
         )
     )
     marks["strategy"] = time.time()
-    root = Layout.at(cfg.data.root)
+    root = Layout.of(cfg.data)
     manifest = Manifest.read(root.shards)
     paths = ModelPaths(root.model)
     inputs = tuple(model_inputs(tc.model))
