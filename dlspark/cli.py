@@ -112,6 +112,7 @@ def _run(command: str, cfg: PipelineConfig, args: argparse.Namespace) -> int:
     from dlspark.generate import generate
     from dlspark.layout import Layout
     from dlspark.pipeline import check_inputs, format_reports, format_rules, run_pipeline, run_stage
+    from dlspark.runreport import write_run_report
     from dlspark.session import spark_session
     from dlspark.train.evaluate import format_evaluation
 
@@ -170,6 +171,7 @@ def _run(command: str, cfg: PipelineConfig, args: argparse.Namespace) -> int:
         f"\nOutputs under {root.root}: events/ products/ mining/ shards/ model/ reports/ clean/ quarantine/ "
         "(stage reports: */_report.json)"
     )
+    print(f"Run report: {write_run_report(reports, root, notes=format_score(truth))}")
     return 0
 
 
@@ -184,7 +186,9 @@ def _split(names: list[str], cfg: PipelineConfig) -> tuple[list[str], list[str]]
 
 def _pipeline(names: list[str], cfg: PipelineConfig, force: bool) -> int:
     """The stages up to date are skipped before Spark starts; the others run in one Spark session."""
+    from dlspark.layout import Layout
     from dlspark.pipeline import check_inputs, format_reports, format_rules, run_pipeline
+    from dlspark.runreport import write_run_report
     from dlspark.session import spark_session
     from dlspark.train.evaluate import format_evaluation
 
@@ -203,6 +207,7 @@ def _pipeline(names: list[str], cfg: PipelineConfig, force: bool) -> int:
     if "evaluate" in by_stage:
         print()
         print(format_evaluation(by_stage["evaluate"].details["evaluation"]))
+    print(f"\nRun report: {write_run_report(reports, Layout.at(cfg.data.root))}")
     return 0
 
 

@@ -74,6 +74,37 @@ def test_force_reruns_a_stage_that_is_up_to_date(spark, piped):
     assert not report.skipped and report.rows_out > 0
 
 
+def test_the_run_report_is_a_page_with_every_stage_its_figures_and_the_evaluation(piped):
+    from html.parser import HTMLParser
+
+    from dlspark.runreport import write_run_report
+
+    cfg, reports = piped
+    page = Path(write_run_report(reports, Layout.at(cfg.data.root), notes="planted: 10 of 10"))
+    assert page.parent.parent == Path(cfg.data.root) / "reports"
+    text = page.read_text()
+    images = []
+
+    class Images(HTMLParser):
+        def handle_starttag(self, tag, attrs):
+            if tag == "img":
+                images.append(dict(attrs)["src"])
+
+    Images().feed(text)
+    assert {"records.png", "quarantine.png", "training.png", "evaluation.png", "seconds.png"} <= set(images)
+    for image in images:
+        assert (page.parent / image).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    for stage in PIPELINE:
+        assert f'<td class="text">{stage}</td>' in text
+    mined = next(r for r in reports if r.stage == "mine")
+    top = mined.details["top_rules"][0]["consequent_names"][0]
+    assert top.replace("&", "&amp;") in text  # the top rule, by name
+    model = next(r for r in reports if r.stage == "evaluate").details["evaluation"]["metrics"]["model"]
+    assert f"{model['mrr@10']:.4f}" in text and "planted: 10 of 10" in text
+    quarantined = next(r for r in reports if r.stage == "clean").quarantined
+    assert quarantined and all(f"<td class=\"text\">{reason}</td>" in text for reason in quarantined)
+
+
 def test_a_publish_cut_short_between_its_renames_is_finished_by_the_next_run(tmp_path):
     root = Layout.at(str(tmp_path))
     staging = tmp_path / "_staging" / "dedup"

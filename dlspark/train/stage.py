@@ -96,12 +96,12 @@ def run_evaluate(cfg: PipelineConfig, spark: SparkSession | None = None) -> Stag
 
 def plot_training(history: list[dict[str, float]], path: str) -> str:
     """Loss and top-10 accuracy per epoch, training and validation, as a PNG; returns its path."""
-    import io
-
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+
+    from dlspark.runreport import save_png
 
     epochs = [int(row["epoch"]) + 1 for row in history]
     figure, (loss, top10) = plt.subplots(1, 2, figsize=(10, 4))
@@ -113,9 +113,4 @@ def plot_training(history: list[dict[str, float]], path: str) -> str:
         axis.set_xlabel("epoch")
         axis.grid(alpha=0.3)
         axis.legend()
-    figure.tight_layout()
-    buffer = io.BytesIO()
-    figure.savefig(buffer, format="png", dpi=100)
-    plt.close(figure)
-    io_.write_bytes(path, buffer.getvalue())
-    return path
+    return save_png(figure, path)
