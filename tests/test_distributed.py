@@ -103,7 +103,8 @@ def test_two_workers_train_in_step_and_match_the_driver_trainer(spark, trained, 
         report = run_stage("train", spark, cfg)
     workers = report.details["workers_results"]
     assert [w["rank"] for w in workers] == [0, 1]
-    assert workers[0]["model"] == str(barrier_root / "model" / "model.keras") and workers[1]["model"] is None
+    assert workers[0]["model"] == str(barrier_root / "_staging" / "train" / "model" / "model.keras")  # then published
+    assert workers[1]["model"] is None and (barrier_root / "model" / "model.keras").is_file()
     assert workers[0]["digest"] == workers[1]["digest"]  # identical weights on both workers
     history = workers[0]["history"]
     assert [int(row["epoch"]) for row in history] == list(range(report.details["epochs"]))

@@ -10,7 +10,6 @@ import time
 from pathlib import Path
 
 import pytest
-from pyspark.testing import assertDataFrameEqual
 
 from conftest import REPO, make_config
 from dlspark.cli import PIPELINE
@@ -102,7 +101,7 @@ def test_the_run_report_is_a_page_with_every_stage_its_figures_and_the_evaluatio
     model = next(r for r in reports if r.stage == "evaluate").details["evaluation"]["metrics"]["model"]
     assert f"{model['mrr@10']:.4f}" in text and "planted: 10 of 10" in text
     quarantined = next(r for r in reports if r.stage == "clean").quarantined
-    assert quarantined and all(f"<td class=\"text\">{reason}</td>" in text for reason in quarantined)
+    assert quarantined and all(f'<td class="text">{reason}</td>' in text for reason in quarantined)
 
 
 def test_a_publish_cut_short_between_its_renames_is_finished_by_the_next_run(tmp_path):
@@ -139,6 +138,8 @@ def test_a_pipeline_killed_inside_a_stage_keeps_the_old_output_and_a_rerun_match
 ):
     """SIGKILL in the middle of dedup (a Spark stage with two outputs), rerun with --force on the fixture's data;
     the reference is the fixture's own, uninterrupted run with the same settings."""
+    from pyspark.testing import assertDataFrameEqual  # imported here: it warns about pandas at import
+
     cfg, _ = piped
     root = Path(cfg.data.root)
     for dataset in ("events", "products"):
