@@ -117,7 +117,8 @@ def train_barrier(spark: SparkSession, cfg: PipelineConfig) -> dict[str, Any]:
                     ) from err
                 last_failure = (reason, start)
                 log.warning("attempt %d/%d failed: %s; resubmitting the barrier job", attempt, tc.attempts, reason)
-    timings = launch_timings(submitted, [json.loads(r) for r in results])
+    ranked = sorted((json.loads(r) for r in results), key=lambda r: r["rank"])
+    timings = launch_timings(submitted, ranked)
     log.info(
         "launch: tasks started %s s after the job's submission, TensorFlow imported at %s s, first step at %s s",
         *(timings.get(k, "?") for k in ("started", "imported", "first_step")),
@@ -130,7 +131,6 @@ def train_barrier(spark: SparkSession, cfg: PipelineConfig) -> dict[str, Any]:
     save_artifacts(model, manifest, paths)
     io_.delete_dir(paths.backup)  # as BackupAndRestore does after a finished fit
     history = read_log(paths.log)
-    ranked = sorted((json.loads(r) for r in results), key=lambda r: r["rank"])
     return {
         "model": model,
         "manifest": manifest,
