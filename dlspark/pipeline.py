@@ -39,17 +39,9 @@ def _driver_stages(in_pipeline: bool) -> dict[str, DriverStageFn]:
 
 
 DRIVER_STAGES = ("train", "evaluate")
-# The dataset each stage reads, so a missing input is reported before Spark starts.
-INPUTS = {
-    "clean": "ingested",
-    "dedup": "clean",
-    "mine": "events",
-    "shards": "events",
-    "train": "shards",
-    "evaluate": "shards",
-}
-# What each stage reads (for its manifest's input fingerprints), writes (published together), and which
-# configuration sections decide its result (a change to another section does not make it stale).
+# What each stage reads (checked before Spark starts, and fingerprinted in its manifest), writes (published
+# together), and which configuration sections decide its result (a change to another section does not make
+# it stale).
 READS = {
     "ingest": ["raw"],
     "clean": ["ingested"],
@@ -84,8 +76,9 @@ def check_inputs(name: str, cfg: PipelineConfig) -> None:
     root = Layout.at(cfg.data.root)
     if name == "ingest":
         ingest.check_inputs(cfg, root)
-    elif name in INPUTS:
-        require_dataset(root.path(INPUTS[name]), DATASETS[INPUTS[name]])
+    for dataset in READS[name]:
+        if dataset in DATASETS:  # the model is checked by evaluate itself, with its own message
+            require_dataset(root.path(dataset), DATASETS[dataset])
 
 
 def run_stage(name: str, spark: SparkSession | None, cfg: PipelineConfig, *, in_pipeline: bool = False) -> StageReport:
