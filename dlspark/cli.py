@@ -3,14 +3,19 @@
 from __future__ import annotations
 
 import argparse
+import datetime as dt
 import logging
 import sys
 import warnings
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 from dlspark import __version__
 from dlspark.config import DEFAULT_CONFIG, PipelineConfig, load_config
 from dlspark.errors import ConfigError, DlsparkError
+
+if TYPE_CHECKING:
+    from dlspark.report import StageReport
 
 STAGE_ORDER = ["ingest", "clean", "dedup", "mine", "shards", "train"]
 SPARK_STAGES = STAGE_ORDER[:-1]
@@ -34,6 +39,15 @@ def _parser() -> argparse.ArgumentParser:
     )
     common.add_argument("-q", "--quiet", action="store_true", help="only warnings and the final summary")
 
+    dated = argparse.ArgumentParser(add_help=False)
+    dated.add_argument(
+        "--date",
+        type=_day,
+        metavar="YYYY-MM-DD",
+        help="a daily incremental run: ingest, clean and dedup that day's raw files only, replacing its partitions; "
+        "mine, shards and train use their window of days ending on it",
+    )
+
     parser = argparse.ArgumentParser(prog="dlspark", description="Raw order-line feeds to rules and a model, on Spark.")
     parser.add_argument("--version", action="version", version=f"dlspark {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -53,16 +67,33 @@ def _parser() -> argparse.ArgumentParser:
         ("train", "shards/ -> model/ (Keras, fed by Petastorm), then evaluate it against the rules and popularity"),
         ("evaluate", "model/ + shards/test -> hit rate and MRR of the model, the rules and popularity"),
     ]:
-        commands.add_parser(stage, parents=[common], help=text)
+        commands.add_parser(stage, parents=[common, dated], help=text)
 
     pipe = commands.add_parser(
         "pipeline",
-        parents=[common],
+        parents=[common, dated],
         help="run the stages in order in one Spark application, skipping those already up to date",
     )
     pipe.add_argument("--from", dest="first", choices=PIPELINE, default=PIPELINE[0], help="first stage to run")
     pipe.add_argument("--to", dest="last", choices=PIPELINE, default=PIPELINE[-1], help="last stage to run")
     pipe.add_argument("--force", action="store_true", help="rerun the stages even when they are up to date")
+
+    sched = commands.add_parser(
+        "schedule",
+        parents=[common],
+        help="run every due day (`pipeline --date DAY`) in order, catching up missed days; then wait and repeat",
+    )
+    sched.add_argument("--once", action="store_true", help="one pass, then exit (for cron)")
+    sched.add_argument(
+        "--every", type=float, default=3600, metavar="SECONDS", help="seconds between passes (default: %(default)s)"
+    )
+    sched.add_argument("--since", type=_day, metavar="YYYY-MM-DD", help="ignore days before this one")
+    sched.add_argument(
+        "--until",
+        type=_day,
+        metavar="YYYY-MM-DD",
+        help="last day to run (default: yesterday, UTC: a day runs once over)",
+    )
 
     demo = commands.add_parser(
         "demo",
@@ -83,7 +114,16 @@ def _generate_overrides(args: argparse.Namespace) -> list[str]:
     ]
     if getattr(args, "out", None):
         extra.append(f"data.root={args.out}")
+    if getattr(args, "date", None):
+        extra += [f"{key}={args.date}" for key in ("data.date", "mining.end_date", "shards.end_date")]
     return extra
+
+
+def _day(text: str) -> dt.date:
+    try:
+        return dt.date.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a date: expected YYYY-MM-DD, e.g. 2026-01-31") from None
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -101,7 +141,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     warnings.filterwarnings("ignore", message="`shuffle=True` was passed")  # Keras; Petastorm and tf.data shuffle
     try:
         cfg = load_config(args.config, [*args.overrides, *_generate_overrides(args)])
-        return _run(args.command, cfg, args)
+        if args.command == "schedule":  # it takes the lock for each pass, not while it sleeps
+            return _schedule(cfg, args)
+        from dlspark.runlock import run_lock
+
+        with run_lock(cfg.data.root):
+            return _run(args.command, cfg, args)
     except DlsparkError as err:
         print(f"dlspark: error: {err}", file=sys.stderr)
         return 2
@@ -167,6 +212,7 @@ def _run(command: str, cfg: PipelineConfig, args: argparse.Namespace) -> int:
     print(format_score(truth))
     print()
     print(format_evaluation(by_stage["evaluate"].details["evaluation"]))
+    print(_promotion(by_stage["evaluate"]))
     print(
         f"\nOutputs under {root.root}: events/ products/ mining/ shards/ model/ reports/ clean/ quarantine/ "
         "(stage reports: */_report.json)"
@@ -207,8 +253,27 @@ def _pipeline(names: list[str], cfg: PipelineConfig, force: bool) -> int:
     if "evaluate" in by_stage:
         print()
         print(format_evaluation(by_stage["evaluate"].details["evaluation"]))
+        print(_promotion(by_stage["evaluate"]))
     print(f"\nRun report: {write_run_report(reports, Layout.at(cfg.data.root))}")
     return 0
+
+
+def _schedule(cfg: PipelineConfig, args: argparse.Namespace) -> int:
+    from dlspark import schedule
+
+    def run_day(names: list[str], day_cfg: PipelineConfig) -> None:
+        _pipeline(names, day_cfg, force=False)
+
+    since, until = (str(day) if day else None for day in (args.since, args.until))
+    schedule.loop(cfg, run_day, PIPELINE, since, until, 0 if args.once else args.every)
+    return 0
+
+
+def _promotion(evaluate: StageReport) -> str:
+    from dlspark.train.registry import describe
+
+    entry = evaluate.details["promotion"]
+    return f"\nModel {entry['version']} (models/{entry['version']}): {describe(entry)}"
 
 
 if __name__ == "__main__":

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from dlspark.errors import ConfigError
 from dlspark.schemas import CANONICAL_FIELDS, REQUIRED_FIELDS
@@ -45,6 +45,11 @@ class DataConfig(_Section):
         {},
         description="Set by dlspark while a stage runs (leave empty): outputs under root -> where they are staged.",
     )
+    date: dt.date | None = Field(
+        None,
+        description="Set by --date: ingest, clean and dedup process only this day's raw files and replace only "
+        "its partitions (a daily incremental run); empty: every day.",
+    )
 
 
 class FeedConfig(_Section):
@@ -56,6 +61,17 @@ class FeedConfig(_Section):
     columns: dict[str, str] = Field(description="canonical field -> source field")
     time_format: str | None = Field(None, description="Spark datetime pattern; empty means ISO 8601.")
     options: dict[str, str] = {}
+
+    @field_validator("path")
+    @classmethod
+    def _inside_raw(cls, path: str) -> str:
+        parts = path.replace("\\", "/").split("/")
+        if path.startswith(("/", "~")) or "://" in path or ".." in parts or not path.strip("/. "):
+            raise ValueError(
+                "must be a directory below data.root/raw/, e.g. 'tills'; a path outside the data root is refused "
+                "(point data.root at the data instead)"
+            )
+        return path
 
     @model_validator(mode="after")
     def _check_mapping(self) -> FeedConfig:
@@ -136,6 +152,7 @@ class ShardsConfig(_Section):
     rows_per_row_group: int = Field(
         65_536, ge=1, description="Rows per Parquet row group; Petastorm reads (and shuffles) whole row groups."
     )
+    end_date: dt.date | None = Field(None, description="Last day used; empty means the last day in events/.")
     rows_per_file: int = Field(1_048_576, ge=1, description="Rows per shard file (at least one file per split).")
     seed: int = 17
 
@@ -178,6 +195,19 @@ class TrainConfig(_Section):
     shuffle_row_groups: bool = True
     prefetch: int = Field(4, ge=0, description="Training batches tf.data prepares ahead of the model.")
     top_k: list[int] = Field([1, 5, 10], description="Hit rate is reported at each of these k (MRR at the largest).")
+    warm_start: bool = Field(
+        True, description="Start from the current model's weights (models/current) where the vocabularies allow."
+    )
+    promotion_metric: str = Field(
+        "hit@10", description="Test metric of the model that decides promotion: hit@K (K in top_k) or mrr@max(top_k)."
+    )
+
+    @model_validator(mode="after")
+    def _check_metric(self) -> TrainConfig:
+        known = [f"hit@{k}" for k in self.top_k] + [f"mrr@{max(self.top_k)}"]
+        if self.promotion_metric not in known:
+            raise ValueError(f"promotion_metric {self.promotion_metric!r} is not one of the metrics reported: {known}")
+        return self
 
 
 class GenerateConfig(_Section):

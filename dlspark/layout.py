@@ -123,6 +123,16 @@ def write_json(path: str, payload: Any) -> None:
     write_bytes(path, (json.dumps(payload, indent=2, sort_keys=False, default=str) + "\n").encode())
 
 
+def replace_bytes(path: str, data: bytes) -> None:
+    """Write a small file whole: to a temporary name beside it, then renamed over it (readers see old or new)."""
+    write_bytes(f"{path}.tmp", data)
+    move(f"{path}.tmp", path)
+
+
+def replace_json(path: str, payload: Any) -> None:
+    replace_bytes(path, (json.dumps(payload, indent=2, default=str) + "\n").encode())
+
+
 def read_bytes(path: str) -> bytes:
     fs, inner = filesystem(path)
     with fs.open_input_stream(inner) as src:
@@ -136,6 +146,14 @@ def read_json(path: str) -> Any:
             return json.loads(src.read())
     except FileNotFoundError:
         raise InputError(f"{path} does not exist; run the stage that writes it first") from None
+
+
+def listdir(path: str) -> list[str]:
+    """The names of the entries of a directory (empty when it does not exist)."""
+    fs, inner = filesystem(path)
+    if fs.get_file_info(inner).type != pafs.FileType.Directory:
+        return []
+    return sorted(info.base_name for info in fs.get_file_info(pafs.FileSelector(inner)))
 
 
 def delete_dir(path: str) -> None:

@@ -60,6 +60,8 @@ OUTPUTS = {
     "train": ["model"],
     "evaluate": ["model/evaluation", "model/evaluation.json"],
 }
+# Outputs partitioned by day: a daily run (data.date) replaces only that day's partition of each.
+BY_DAY = ("ingested", "quarantine/stage=ingest", "clean", "quarantine/stage=clean", "events")
 SETTINGS = {
     "ingest": ["feeds"],
     "clean": ["feeds", "clean"],
@@ -95,7 +97,7 @@ def run_stage(name: str, spark: SparkSession | None, cfg: PipelineConfig, *, in_
     inputs = input_fingerprints(name, cfg)
     staging = {output: root.path("_staging", name, output) for output in OUTPUTS[name]}
     staged_cfg = cfg.model_copy(update={"data": cfg.data.model_copy(update={"staging": staging})})
-    log.info("stage %s: starting", name)
+    log.info("stage %s: starting%s", name, f" for {cfg.data.date}" if cfg.data.date else "")
     with Timer() as timer:
         if name in DRIVER_STAGES:
             report = _driver_stages(in_pipeline)[name](staged_cfg, spark)
@@ -110,10 +112,22 @@ def run_stage(name: str, spark: SparkSession | None, cfg: PipelineConfig, *, in_
     report.settings_hash = settings_hash(name, cfg)
     report.inputs = inputs
     report.write(report_path(staged_output))
-    io_.write_json(root.path("_staging", name, JOURNAL), {"stage": name, "outputs": OUTPUTS[name]})
+    merged = day_outputs(name, cfg)
+    for output in merged:  # each day partition gets the report too, so a rerun of the day can check it
+        report.write(report_path(f"{staging[output]}/{day_partition(cfg)}"))
+    io_.write_json(root.path("_staging", name, JOURNAL), {"stage": name, "outputs": OUTPUTS[name], "merge": merged})
     recover(root, name)  # publishes: the same code finishes a publish that a crash interrupted
     log.info("stage %s: done in %.1f s", name, report.seconds)
     return report
+
+
+def day_outputs(name: str, cfg: PipelineConfig) -> list[str]:
+    """The outputs of `name` a daily run merges into (replacing one day's partition) instead of replacing."""
+    return [output for output in OUTPUTS[name] if output in BY_DAY] if cfg.data.date else []
+
+
+def day_partition(cfg: PipelineConfig) -> str:
+    return f"date={cfg.data.date}"
 
 
 JOURNAL = "_publish.json"
@@ -123,32 +137,40 @@ def recover(root: Layout, name: str) -> None:
     """Publish what a finished stage staged, or finish a publish a crash interrupted; idempotent.
 
     The journal is written only once every output is complete in staging. Each output then moves into place:
-    the old one first to _staging/<stage>/_old/, then the staged one to its place. A crash between the two
-    moves leaves the output missing for a moment, never half written; the next run finishes the job.
+    the old one first to _staging/<stage>/_old/, then the staged one to its place. An output a daily run merges
+    into moves entry by entry instead (its day partition, its report), so the other days stay as they are: that
+    is dynamic partition overwrite, through the same journal. A crash between two moves leaves an entry missing
+    for a moment, never half written; the next run finishes the job.
     """
     staging = root.path("_staging", name)
     if not io_.exists(f"{staging}/{JOURNAL}"):
         return
-    for output in io_.read_json(f"{staging}/{JOURNAL}")["outputs"]:
+    journal = io_.read_json(f"{staging}/{JOURNAL}")
+    for output in journal["outputs"]:
         staged, target = f"{staging}/{output}", root.path(output)
-        if io_.exists(staged):
-            if io_.exists(target):
-                io_.move(target, f"{staging}/_old/{output}")
-            io_.move(staged, target)
+        entries = io_.listdir(staged) if output in journal.get("merge", []) else [""]
+        for entry in entries:
+            source, place = f"{staged}/{entry}".rstrip("/"), f"{target}/{entry}".rstrip("/")
+            if io_.exists(source):
+                if io_.exists(place):
+                    io_.move(place, f"{staging}/_old/{output}/{entry}".rstrip("/"))
+                io_.move(source, place)
     io_.delete(staging)
 
 
 def input_fingerprints(name: str, cfg: PipelineConfig) -> dict[str, str]:
-    """What a stage reads, as fingerprints: the raw files' names, sizes and times, or the report (manifest) of
-    the stage that wrote the input, which changes with every run of that stage."""
+    """What a stage reads, as fingerprints: the raw files' names, sizes and times (of the day, in a daily run), or
+    the report (manifest) of the stage that wrote the input (of its day partition, where the stage reads only the
+    day), which changes with every run of that stage."""
     root = Layout.at(cfg.data.root)
     found = {}
     for dataset in READS[name]:
         if dataset == "raw":
-            listing = [ingest.feed_listing(root, feed) for feed in cfg.feeds.values()]
+            listing = [ingest.feed_listing(root, feed, cfg.data.date) for feed in cfg.feeds.values()]
             found[dataset] = _digest(json.dumps(listing, sort_keys=True).encode())
         else:
-            report = report_path(root.path(dataset))
+            by_day = cfg.data.date is not None and dataset in BY_DAY and name in ("clean", "dedup")
+            report = report_path(root.path(dataset, day_partition(cfg)) if by_day else root.path(dataset))
             found[dataset] = _digest(io_.read_bytes(report)) if io_.exists(report) else "missing"
     return found
 
@@ -167,6 +189,8 @@ def is_current(name: str, cfg: PipelineConfig) -> StageReport | None:
     """The published report of a stage whose inputs and settings are unchanged since it ran, else None."""
     root = Layout.at(cfg.data.root)
     main = root.path(OUTPUTS[name][0])
+    if day_outputs(name, cfg):
+        main = f"{main}/{day_partition(cfg)}"
     if not io_.exists(report_path(main)) or io_.exists(root.path("_staging", name)):
         return None
     report = StageReport.read(report_path(main))
@@ -200,6 +224,10 @@ def run_pipeline(
             reports.append(current)
             continue
         reports.append(run_stage(name, spark, cfg, in_pipeline=True))
+    if reports and reports[-1].stage == "evaluate":  # a fresh evaluation decides whether the model is promoted
+        from dlspark.train.registry import promote
+
+        reports[-1].details["promotion"] = promote(cfg)
     return reports
 
 

@@ -15,7 +15,15 @@ from dlspark.config import CleanConfig, FeedConfig, PipelineConfig
 from dlspark.layout import DATASETS, Layout
 from dlspark.report import StageReport
 from dlspark.schemas import CANONICAL_FIELDS, CLEAN, INGESTED, MONEY
-from dlspark.stages.common import KEEP_NULLS, REASON, RECORD, first_failing, read_parquet, split_and_write
+from dlspark.stages.common import (
+    KEEP_NULLS,
+    REASON,
+    RECORD,
+    first_failing,
+    read_parquet,
+    require_dataset,
+    split_and_write,
+)
 
 # How feeds spell units, and the one spelling dlspark uses ("1 litre", "1ltr", "1 L" -> "1l").
 UNIT_SPELLINGS = (
@@ -124,10 +132,13 @@ def clean(ingested: DataFrame, cfg: PipelineConfig) -> DataFrame:
 
 
 def run(spark: SparkSession, cfg: PipelineConfig) -> StageReport:
-    """ingested/ -> clean/ (typed, normalised) + quarantine/stage=clean/."""
+    """ingested/ -> clean/ (typed, normalised) + quarantine/stage=clean/; with data.date, that day only."""
     root = Layout.of(cfg.data)
     report = StageReport("clean", output=root.clean)
     ingested = read_parquet(spark, root.ingested, INGESTED, DATASETS["ingested"])
+    if cfg.data.date is not None:  # a daily run: that day's partition only
+        require_dataset(f"{root.ingested}/date={cfg.data.date}", f"ingested order lines of {cfg.data.date}")
+        ingested = ingested.where(F.col("date") == F.lit(cfg.data.date))
     report.rows_in = ingested.count()
     split_and_write(clean(ingested, cfg), CLEAN.fieldNames(), root, report)
     return report

@@ -89,7 +89,7 @@ def split_and_write(
             F.col(RECORD).alias("record"),
         )
         quarantine_path = root.quarantine(report.stage)
-        bad.write.mode("overwrite").parquet(quarantine_path)
+        bad.write.mode("overwrite").partitionBy(partition_by).parquet(quarantine_path)
     finally:
         classified.unpersist()
     spark = classified.sparkSession

@@ -7,6 +7,7 @@ by category, confirmed by exact Jaccard similarity and equal sizes) become one c
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 from typing import Any
 
@@ -16,6 +17,7 @@ from pyspark.ml.functions import vector_to_array
 from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 
+from dlspark import layout as io_
 from dlspark.config import DedupConfig, PipelineConfig
 from dlspark.errors import AccountingError
 from dlspark.layout import DATASETS, Layout
@@ -203,29 +205,49 @@ def resolve_products(products: DataFrame, cfg: DedupConfig) -> tuple[DataFrame, 
 
 
 def run(spark: SparkSession, cfg: PipelineConfig) -> StageReport:
-    """clean/ -> events/ (one row per event, with its canonical product) + products/."""
+    """clean/ -> events/ (one row per event, with its canonical product) + products/.
+
+    With data.date (a daily run) only that day's clean rows become events: those delivered on an earlier day
+    are replays of it and are removed; products/ is resolved again over the events of every day.
+    """
     root = Layout.of(cfg.data)
     report = StageReport("dedup", output=root.events)
     clean = read_parquet(spark, root.clean, CLEAN, DATASETS["clean"])
+    day = cfg.data.date
+    if day is not None:
+        earlier = clean.where(F.col("date") < F.lit(day)).select("event_id")
+        clean = clean.where(F.col("date") == F.lit(day))
     report.rows_in = clean.count()
-    firsts = drop_replayed_events(clean).persist(StorageLevel.MEMORY_AND_DISK)
+    firsts = drop_replayed_events(clean)
+    if day is not None:  # an event first delivered on an earlier day is a replay of that day's
+        seen = earlier.distinct().withColumn("earlier", F.lit(True))
+        firsts = firsts.join(seen, "event_id", "left").withColumn("earlier", F.coalesce("earlier", F.lit(False)))
+    else:
+        firsts = firsts.withColumn("earlier", F.lit(False))
+    firsts = firsts.persist(StorageLevel.MEMORY_AND_DISK)
     replay_stats = one_row(
         firsts.agg(
-            F.count(F.lit(1)).alias("events"),
+            F.sum((~F.col("earlier")).cast("int")).alias("events"),
             F.sum(F.col("deliveries") - 1).alias("replays"),
             F.sum(F.col("conflicting").cast("int")).alias("conflicting"),
+            F.sum(F.col("earlier").cast("int")).alias("earlier"),
         )
     )
-    unique = firsts.drop("deliveries", "conflicting")
-    products, product_stats = resolve_products(source_products(unique), cfg.dedup)
+    unique = firsts.where(~F.col("earlier")).drop("deliveries", "conflicting", "earlier")
+    others = other_days(spark, cfg, day) if day is not None else None
+    sources = unique if others is None else unique.select(*CLEAN.fieldNames()).unionByName(others)
+    products, product_stats = resolve_products(source_products(sources), cfg.dedup)
     products.write.mode("overwrite").parquet(root.products)
     mapping = products.select("product_id", "canonical_product_id")
     events = unique.join(mapping, "product_id").select(*EVENTS.fieldNames())
     events.write.mode("overwrite").partitionBy("date").parquet(root.events)
     firsts.unpersist()
+    events_out = int(replay_stats["events"] or 0)
 
     report.rows_out = spark.read.schema(EVENTS).parquet(root.events).count()
     report.removed = {"replays": int(replay_stats["replays"] or 0)}
+    if day is not None:
+        report.removed["replays_of_earlier_days"] = int(replay_stats["earlier"] or 0)
     written_products = spark.read.schema(PRODUCTS).parquet(root.products)
     report.details = {
         "conflicting_replays": int(replay_stats["conflicting"] or 0),
@@ -234,9 +256,9 @@ def run(spark: SparkSession, cfg: PipelineConfig) -> StageReport:
         **product_stats,
     }
     report.details["merged_product_ids"] = report.details["source_products"] - report.details["canonical_products"]
-    if report.rows_out != replay_stats["events"] or not report.balanced():
+    if report.rows_out != events_out or not report.balanced():
         raise AccountingError(
-            f"dedup: {report.rows_in} clean rows, {replay_stats['events']} distinct events, "
+            f"dedup: {report.rows_in} clean rows, {events_out} distinct new events, "
             f"{report.rows_out} written to {root.events}: {report.to_dict()}"
         )
     log.info(
@@ -247,3 +269,30 @@ def run(spark: SparkSession, cfg: PipelineConfig) -> StageReport:
         report.details["canonical_products"],
     )
     return report
+
+
+def published_events(spark: SparkSession, cfg: PipelineConfig) -> DataFrame:
+    """The published events/ (not a staged copy), with every source product mapped by the current products/.
+
+    Daily runs resolve products again each day, and a merge found on a later day may change the canonical id of
+    an earlier day's product: reading through products/ keeps every day's events on the same ids.
+    """
+    root = Layout.at(cfg.data.root)
+    events = read_parquet(spark, root.events, EVENTS, DATASETS["events"])
+    mapping = read_parquet(spark, root.products, PRODUCTS, DATASETS["products"]).select(
+        "product_id", F.col("canonical_product_id").alias("current_id")
+    )
+    return (
+        events.join(F.broadcast(mapping), "product_id", "left")
+        .withColumn("canonical_product_id", F.coalesce("current_id", "canonical_product_id"))
+        .select(*EVENTS.fieldNames())
+    )
+
+
+def other_days(spark: SparkSession, cfg: PipelineConfig, day: dt.date) -> DataFrame | None:
+    """The clean fields of the published events of every day but `day` (None before any day is published)."""
+    root = Layout.at(cfg.data.root)
+    if not io_.exists(root.events):
+        return None
+    events = read_parquet(spark, root.events, EVENTS, DATASETS["events"])
+    return events.where(F.col("date") != F.lit(day)).select(*CLEAN.fieldNames())

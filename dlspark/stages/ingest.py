@@ -7,7 +7,9 @@ and bytes that are not UTF-8.
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
+import re
 from functools import reduce
 
 from pyspark.sql import Column, DataFrame, SparkSession
@@ -41,11 +43,12 @@ def feed_path(raw_root: str, feed: FeedConfig, dates: list[str] | None = None) -
     return [f"{base}/date={d}" for d in dates] if dates else [base]
 
 
-def feed_listing(root: Layout, feed: FeedConfig) -> list[tuple[str, int, int]]:
-    """Every file of a feed as (path under raw/, size, modification time in ns): what ingest's result rests on."""
+def feed_listing(root: Layout, feed: FeedConfig, day: dt.date | None = None) -> list[tuple[str, int, int]]:
+    """Every file of a feed (of one day) as (path under raw/, size, modification time in ns): what ingest's result
+    rests on."""
     from pyarrow import fs as pafs
 
-    fs, inner = io_.filesystem(feed_path(root.raw, feed)[0])
+    fs, inner = io_.filesystem(feed_path(root.raw, feed, [day.isoformat()] if day else None)[0])
     if fs.get_file_info(inner).type == pafs.FileType.NotFound:
         return []
     files = fs.get_file_info(pafs.FileSelector(inner, recursive=True))
@@ -98,31 +101,89 @@ def to_canonical(raw: DataFrame, feed_name: str, feed: FeedConfig) -> DataFrame:
     ).withColumn("event_id", F.when(F.col(REASON).isNull(), F.col("event_id")))
 
 
-def check_inputs(cfg: PipelineConfig, root: Layout, dates: list[str] | None = None) -> None:
-    """Fail before any Spark job when a feed's directory is missing, naming the config key to fix."""
+def check_inputs(cfg: PipelineConfig, root: Layout) -> dict[str, FeedConfig]:
+    """The feeds to read; fails before any Spark job when they are missing, naming the key or the day to fix.
+
+    A daily run (data.date) reads the feeds that have a folder for the day (a feed may have none that day) and
+    fails when none has.
+    """
+    day = cfg.data.date
+    if day is not None:
+        present = {n: f for n, f in cfg.feeds.items() if io_.exists(feed_path(root.raw, f, [day.isoformat()])[0])}
+        if not present:
+            folders = ", ".join(feed_path(root.raw, f, [day.isoformat()])[0] for f in cfg.feeds.values())
+            known = raw_days(cfg, root)
+            span = f"{known[0]}..{known[-1]} ({len(known)} days)" if known else "none"
+            raise InputError(f"no raw files for {day}: none of {folders} exists; days with raw files: {span}")
+        for name in sorted(set(cfg.feeds) - set(present)):
+            log.warning("feed %s has no files for %s; reading the other feeds", name, day)
+        return present
     for name, feed in cfg.feeds.items():
-        for path in feed_path(root.raw, feed, dates):
-            if not io_.exists(path):
-                raise ConfigError(
-                    f"feeds.{name}.path: {path} does not exist (data.root={cfg.data.root!r}, path={feed.path!r}); "
-                    "point data.root at your data, or create demo data with `dlspark generate --out DIR`"
-                )
+        path = feed_path(root.raw, feed)[0]
+        if not io_.exists(path):
+            raise ConfigError(
+                f"feeds.{name}.path: {path} does not exist (data.root={cfg.data.root!r}, path={feed.path!r}); "
+                "point data.root at your data, or create demo data with `dlspark generate --out DIR`"
+            )
+    return dict(cfg.feeds)
 
 
-def run(spark: SparkSession, cfg: PipelineConfig, dates: list[str] | None = None) -> StageReport:
-    """raw/ -> ingested/ (canonical fields, all strings) + quarantine/stage=ingest/."""
+def raw_days(cfg: PipelineConfig, root: Layout) -> list[str]:
+    """Every day (YYYY-MM-DD) that has a date=YYYY-MM-DD folder in at least one feed, in order."""
+    from pyarrow import fs as pafs
+
+    days = set()
+    for feed in cfg.feeds.values():
+        fs, inner = io_.filesystem(feed_path(root.raw, feed)[0])
+        if fs.get_file_info(inner).type == pafs.FileType.Directory:
+            for entry in fs.get_file_info(pafs.FileSelector(inner)):
+                if entry.type == pafs.FileType.Directory and re.fullmatch(r"date=\d{4}-\d{2}-\d{2}", entry.base_name):
+                    days.add(entry.base_name.removeprefix("date="))
+    return sorted(days)
+
+
+def run(spark: SparkSession, cfg: PipelineConfig) -> StageReport:
+    """raw/ -> ingested/ (canonical fields, all strings) + quarantine/stage=ingest/; with data.date, that day only.
+
+    A daily run refuses a day none of whose records would survive `clean` before anything is published.
+    """
     root = Layout.of(cfg.data)
-    check_inputs(cfg, root, dates)
+    feeds = check_inputs(cfg, root)
+    dates = [cfg.data.date.isoformat()] if cfg.data.date else None
     report = StageReport("ingest", output=root.ingested)
     per_feed = []
-    for name, feed in cfg.feeds.items():
+    for name, feed in feeds.items():
         raw = read_feed(spark, feed, feed_path(root.raw, feed, dates))
         rows = raw.count()  # counted on the input itself, so the split below is checked against it
         report.details[f"rows_in.{name}"] = rows
         report.rows_in += rows
         per_feed.append(to_canonical(raw, name, feed))
     if report.rows_in == 0:
-        raise InputError(f"no records found under {root.raw} for feeds {list(cfg.feeds)}")
+        raise InputError(
+            f"no records found under {root.raw} for feeds {list(feeds)}" + (f" on {dates[0]}" if dates else "")
+        )
     tagged = reduce(DataFrame.unionByName, per_feed)
     split_and_write(tagged, INGESTED.fieldNames(), root, report)
+    if cfg.data.date:
+        refuse_an_unusable_day(spark, cfg, report)
     return report
+
+
+def refuse_an_unusable_day(spark: SparkSession, cfg: PipelineConfig, report: StageReport) -> None:
+    """Fail, before the day is published, when every one of its records is bad (here or by clean's rules)."""
+    from dlspark.stages.clean import clean
+
+    staged = spark.read.schema(INGESTED).parquet(report.output)
+    reasons = {
+        row[REASON]: row["n"]
+        for row in clean(staged, cfg).groupBy(REASON).count().withColumnRenamed("count", "n").collect()
+    }
+    if reasons.pop(None, 0):
+        return
+    found = {**report.quarantined, **reasons}
+    listed = ", ".join(f"{reason} {n:,}" for reason, n in sorted(found.items(), key=lambda kv: -kv[1]))
+    raise InputError(
+        f"every one of the {report.rows_in:,} records of {cfg.data.date} is bad ({listed}); nothing was published. "
+        f"Fix or replace the day's files under {Layout.at(cfg.data.root).raw}/<feed>/date={cfg.data.date} and run "
+        "the day again"
+    )

@@ -21,10 +21,10 @@ from pyspark.sql import functions as F
 from dlspark import fpm
 from dlspark.config import MineConfig, PipelineConfig
 from dlspark.errors import InputError
-from dlspark.layout import DATASETS, Layout
+from dlspark.layout import Layout
 from dlspark.report import StageReport
-from dlspark.schemas import EVENTS
-from dlspark.stages.common import one_row, read_parquet
+from dlspark.stages.common import one_row
+from dlspark.stages.dedup import published_events
 
 log = logging.getLogger(__name__)
 
@@ -197,7 +197,7 @@ def run(spark: SparkSession, cfg: PipelineConfig) -> StageReport:
     """events/ -> mining/itemsets/, mining/rules/, mining/popularity/."""
     root = Layout.of(cfg.data)
     report = StageReport("mine", output=root.path("mining"))
-    events = read_parquet(spark, root.events, EVENTS, DATASETS["events"])
+    events = published_events(spark, cfg)
     windowed, start, end = select_window(events, cfg.mining.window_days, cfg.mining.end_date)
     order_baskets = baskets(windowed).persist(StorageLevel.MEMORY_AND_DISK)
     counts = item_counts(order_baskets).persist(StorageLevel.MEMORY_AND_DISK)

@@ -29,9 +29,10 @@ from dlspark.errors import AccountingError, InputError
 from dlspark.layout import DATASETS, Layout
 from dlspark.recommend import recommend_from_rules
 from dlspark.report import StageReport
-from dlspark.schemas import EVENTS, PRODUCTS
+from dlspark.schemas import PRODUCTS
 from dlspark.stages import mine
 from dlspark.stages.common import read_parquet
+from dlspark.stages.dedup import published_events
 
 log = logging.getLogger(__name__)
 
@@ -215,8 +216,7 @@ def run(spark: SparkSession, cfg: PipelineConfig) -> StageReport:
     out = root.shards
     report = StageReport("shards", output=out)
     sc = cfg.shards
-    events = read_parquet(spark, root.events, EVENTS, DATASETS["events"])
-    events = mine.select_window(events, sc.window_days)[0]
+    events = mine.select_window(published_events(spark, cfg), sc.window_days, sc.end_date)[0]
     all_orders = orders(events, sc.seed).persist(StorageLevel.MEMORY_AND_DISK)
     try:
         bounds = assign_splits(

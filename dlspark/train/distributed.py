@@ -26,7 +26,14 @@ from dlspark.config import PipelineConfig
 from dlspark.errors import DlsparkError
 from dlspark.layout import Layout
 from dlspark.train.data import Manifest
-from dlspark.train.driver import ModelPaths, prepare_resume, read_log, run_identity, save_artifacts
+from dlspark.train.driver import (
+    ModelPaths,
+    prepare_resume,
+    read_log,
+    run_identity,
+    save_artifacts,
+    warm_start_source,
+)
 from dlspark.train.task import barrier_task, probe
 
 log = logging.getLogger(__name__)
@@ -100,6 +107,7 @@ def train_barrier(spark: SparkSession, cfg: PipelineConfig) -> dict[str, Any]:
                 "threads": threads,
                 "start_epoch": start,
                 "resume": resume,
+                "warm_start": None if start else warm_start_source(cfg),
                 "attempt": attempt,
                 **{k: plan[k] for k in ("per_worker_batch", "steps_per_epoch")},
             }
@@ -140,6 +148,7 @@ def train_barrier(spark: SparkSession, cfg: PipelineConfig) -> dict[str, Any]:
         "attempts": attempt,
         "samples_per_s": ranked[0]["samples_per_s"],
         "launch": timings,
+        "warm_start": ranked[0].get("warm_start"),
     }
 
 

@@ -89,7 +89,7 @@ def train(cfg: PipelineConfig) -> dict[str, Any]:
     import keras
 
     from dlspark.train.callbacks import Throughput
-    from dlspark.train.models import model_for
+    from dlspark.train.models import model_for, saved_weights, warm_start
 
     root = Layout.of(cfg.data)
     manifest = Manifest.read(root.shards)
@@ -99,8 +99,12 @@ def train(cfg: PipelineConfig) -> dict[str, Any]:
     model = model_for(manifest, tc)
     inputs = tuple(model_inputs(tc.model))
     start = prepare_resume(paths, run_identity(cfg, manifest))
+    warm = None
     if start:
         log.info("resuming from the checkpoint after epoch %d of %d", start, tc.epochs)
+    elif source := warm_start_source(cfg):
+        warm = warm_start(model, manifest, saved_weights(source))
+        log.info("warm start from %s: %s", source, describe_warm_start(warm))
     throughput = Throughput(tc.batch_size)
     callbacks: list[Any] = [
         throughput,
@@ -141,7 +145,22 @@ def train(cfg: PipelineConfig) -> dict[str, Any]:
         "epochs": len(history.epoch),
         "samples_per_s": throughput.rates,
         "first_step": throughput.first_step,
+        "warm_start": warm,
     }
+
+
+def warm_start_source(cfg: PipelineConfig) -> str | None:
+    """The current model version to start from (train.warm_start), or None for a fresh start."""
+    from dlspark.train.registry import current
+
+    return current(Layout.at(cfg.data.root)) if cfg.train.warm_start else None
+
+
+def describe_warm_start(warm: dict[str, Any]) -> str:
+    return (
+        f"{len(warm['layers'])} layers copied, {warm['products_kept']:,} products and "
+        f"{warm['customers_kept']:,} customers of its vocabularies kept"
+    )
 
 
 def save_artifacts(model: Any, manifest: Manifest, paths: ModelPaths) -> None:

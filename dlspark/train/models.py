@@ -126,3 +126,66 @@ def model_for(manifest: Manifest, cfg: TrainConfig) -> keras.Model:
         len(manifest.rule_columns),
         cfg.learning_rate,
     )
+
+
+# The layers whose weights have a vocabulary axis: which vocabulary, and the axis in each of their weights.
+VOCABULARY_AXES = {
+    "product_embedding": ("products", (0,)),
+    "rule_embedding": ("products", (0,)),
+    "logits": ("products", (1, 0)),  # kernel (hidden, products), bias (products,)
+    "customer_embedding": ("customers", (0,)),
+}
+
+
+def saved_weights(model_dir: str) -> dict[str, Any]:
+    """The weights of the model saved in `model_dir`, by layer name, with the vocabularies it was trained on."""
+    from dlspark import layout as io_
+
+    saved = keras.models.load_model(f"{model_dir}/model.keras")
+    vocabulary = io_.read_json(f"{model_dir}/vocabulary.json")
+    return {
+        "from": model_dir,
+        "layers": {layer.name: layer.get_weights() for layer in saved.layers if layer.weights},
+        "ids": {kind: vocabulary[kind]["ids"] for kind in ("products", "customers")},
+    }
+
+
+def warm_start(model: keras.Model, manifest: Manifest, saved: dict[str, Any]) -> dict[str, Any]:
+    """Copy `saved` weights into `model` where they fit: layers of the same name and shapes, and on a vocabulary
+    axis the rows (columns) of the ids both vocabularies hold; the rest keeps its fresh initialisation."""
+    import numpy as np
+
+    shared: dict[str, tuple[Any, Any]] = {}  # vocabulary -> (positions in the new one, in the saved one)
+    for vocabulary in ("products", "customers"):
+        old = {key: i for i, key in enumerate(saved["ids"][vocabulary])}
+        pairs = [(i, old[key]) for i, key in enumerate(manifest.raw[vocabulary]["ids"]) if key in old]
+        shared[vocabulary] = (np.array([p[0] for p in pairs]), np.array([p[1] for p in pairs]))
+    copied = []
+    for layer in model.layers:
+        old_weights, new_weights = saved["layers"].get(layer.name), layer.get_weights()
+        if not new_weights or old_weights is None or len(old_weights) != len(new_weights):
+            continue
+        kind: str | None = None
+        axes: tuple[int | None, ...] = (None,) * len(new_weights)
+        if layer.name in VOCABULARY_AXES:
+            kind, axes = VOCABULARY_AXES[layer.name]
+        merged = []
+        for new, old, axis in zip(new_weights, old_weights, axes, strict=True):
+            if axis is None or kind is None:
+                merged.append(old if old.shape == new.shape else None)
+            elif np.delete(new.shape, axis).tolist() == np.delete(old.shape, axis).tolist():
+                at, source = shared[kind]
+                rows = new.copy()
+                np.moveaxis(rows, axis, 0)[at] = np.moveaxis(old, axis, 0)[source]
+                merged.append(rows)
+            else:
+                merged.append(None)
+        if all(w is not None for w in merged):
+            layer.set_weights(merged)
+            copied.append(layer.name)
+    return {
+        "from": saved["from"],
+        "layers": copied,
+        "products_kept": len(shared["products"][0]) - 2,  # less the two reserved rows (padding, unknown)
+        "customers_kept": len(shared["customers"][0]) - 2,
+    }

@@ -60,7 +60,7 @@ def train_worker(spec: dict[str, Any], marks: dict[str, float]) -> dict[str, Any
     from dlspark.layout import Layout
     from dlspark.train.data import Manifest, model_inputs, petastorm_dataset, read_split
     from dlspark.train.driver import ModelPaths
-    from dlspark.train.models import model_for
+    from dlspark.train.models import model_for, saved_weights, warm_start
 
     cfg = PipelineConfig.model_validate(spec["config"])
     tc, rank, workers = cfg.train, int(spec["rank"]), int(spec["workers"])
@@ -79,6 +79,8 @@ def train_worker(spec: dict[str, Any], marks: dict[str, float]) -> dict[str, Any
     inputs = tuple(model_inputs(tc.model))
     per_worker = int(spec["per_worker_batch"])
     global_batch = per_worker * workers
+    saved = saved_weights(spec["warm_start"]) if spec.get("warm_start") else None  # loaded outside the strategy
+    warm = None
     keras.utils.set_random_seed(tc.seed)  # the same initial weights on every worker
     with strategy.scope():
         model = model_for(manifest, tc)
@@ -86,6 +88,8 @@ def train_worker(spec: dict[str, Any], marks: dict[str, float]) -> dict[str, Any
         optimizer.build(model.trainable_variables)
         if spec["resume"]:
             model.load_weights(f"{paths.backup}/{spec['resume']['weights']}")
+        elif saved is not None:
+            warm = warm_start(model, manifest, saved)
     keras.utils.set_random_seed(tc.seed + 1000 * rank + int(spec["start_epoch"]))  # dropout differs per worker
     loss_fn = keras.losses.SparseCategoricalCrossentropy(from_logits=True, reduction=None)
 
@@ -190,6 +194,7 @@ def train_worker(spec: dict[str, Any], marks: dict[str, float]) -> dict[str, Any
         "digest": weights_digest(model.get_weights()),
         "samples_per_s": rates,
         "marks": marks,
+        "warm_start": warm,
     }
 
 

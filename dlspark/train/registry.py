@@ -1,0 +1,114 @@
+"""Model versions: models/vNNNN/ (each trained model, its vocabularies and evaluation), models/current (the
+version in use) and models/history.json (every run's test metrics and what was decided).
+
+A trained model is promoted to current only when its test metric (train.promotion_metric) is not worse than the
+current version's. Every step is a rename or a whole-file replace, and a run that dies half-way is finished by the
+next: a version already copied is found by its identity, a decision already taken is found in the history.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import logging
+from typing import Any
+
+from pyarrow import fs as pafs
+
+from dlspark import layout as io_
+from dlspark.config import PipelineConfig
+from dlspark.errors import InputError
+from dlspark.layout import Layout
+from dlspark.report import report_path
+
+log = logging.getLogger(__name__)
+
+SKIPPED = ("checkpoint",)  # what a version does not keep of the model directory
+
+
+def models_dir(root: Layout) -> str:
+    return root.path("models")
+
+
+def history(root: Layout) -> list[dict[str, Any]]:
+    path = f"{models_dir(root)}/history.json"
+    return list(io_.read_json(path)) if io_.exists(path) else []
+
+
+def current(root: Layout) -> str | None:
+    """The directory of the current model version, or None before the first promotion."""
+    pointer = f"{models_dir(root)}/current"
+    if not io_.exists(pointer):
+        return None
+    return f"{models_dir(root)}/{io_.read_bytes(pointer).decode().strip()}"
+
+
+def promote(cfg: PipelineConfig) -> dict[str, Any]:
+    """Keep model/ as the next version, make it current if its test metric is not worse, and record the run."""
+    root = Layout.at(cfg.data.root)
+    evaluation_path = root.path("model", "evaluation.json")
+    if not io_.exists(evaluation_path):
+        raise InputError(f"no evaluation at {evaluation_path}; run `dlspark evaluate` before promoting the model")
+    identity = hashlib.sha256(io_.read_bytes(report_path(root.model))).hexdigest()[:16]  # one per training run
+    past = history(root)
+    decided = next((entry for entry in past if entry["identity"] == identity), None)
+    if decided is not None:
+        return decided
+    version = _store_version(root, identity)
+    metric = cfg.train.promotion_metric
+    value = float(io_.read_json(evaluation_path)["metrics"]["model"][metric])
+    current_dir = current(root)
+    current_version = current_dir.rsplit("/", 1)[1] if current_dir else None
+    before = next((e for e in reversed(past) if e["version"] == current_version), None)
+    best = before["metrics"].get(metric) if before else None
+    promoted = best is None or value >= best
+    if promoted:
+        io_.replace_bytes(f"{models_dir(root)}/current", f"{version}\n".encode())
+    entry = {
+        "version": version,
+        "identity": identity,
+        "date": str(cfg.data.date) if cfg.data.date else None,
+        "decided_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        "metric": metric,
+        "metrics": io_.read_json(evaluation_path)["metrics"]["model"],
+        "current_before": current_version,
+        "current_metric": best,
+        "promoted": promoted,
+    }
+    io_.replace_json(f"{models_dir(root)}/history.json", [*past, entry])
+    log.info("model %s: %s", version, describe(entry))
+    return entry
+
+
+def describe(entry: dict[str, Any]) -> str:
+    """One line: the decision and the figures it rests on."""
+    metric, value = entry["metric"], entry["metrics"][entry["metric"]]
+    if entry["current_before"] is None:
+        return f"promoted to current (the first version; {metric} {value:.4f})"
+    versus = f"{metric} {value:.4f} vs {entry['current_metric']:.4f} of {entry['current_before']}"
+    return f"promoted to current ({versus})" if entry["promoted"] else f"kept as a candidate, not promoted ({versus})"
+
+
+def _store_version(root: Layout, identity: str) -> str:
+    """Copy model/ to models/vNNNN (via models/_incoming and a rename); an earlier copy of it is reused."""
+    base = models_dir(root)
+    versions = [name for name in io_.listdir(base) if name.startswith("v") and name[1:].isdigit()]
+    for name in versions:
+        if io_.exists(f"{base}/{name}/identity") and io_.read_bytes(f"{base}/{name}/identity").decode() == identity:
+            return name
+    version = f"v{max((int(name[1:]) for name in versions), default=0) + 1:04d}"
+    incoming = f"{base}/_incoming/{version}"
+    io_.delete(incoming)
+    fs, model = io_.filesystem(root.model)
+    for entry in io_.listdir(root.model):
+        if entry not in SKIPPED:
+            target_fs, target = io_.filesystem(f"{incoming}/{entry}")
+            if fs.get_file_info(f"{model}/{entry}").type == pafs.FileType.Directory:
+                target_fs.create_dir(target, recursive=True)
+                pafs.copy_files(f"{model}/{entry}", target, fs, target_fs)
+            else:
+                io_.write_bytes(f"{incoming}/{entry}", io_.read_bytes(f"{root.model}/{entry}"))
+    io_.write_bytes(f"{incoming}/identity", identity.encode())
+    io_.move(incoming, f"{base}/{version}")
+    io_.delete(f"{base}/_incoming")
+    return version
