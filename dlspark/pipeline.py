@@ -12,6 +12,7 @@ from pyspark.sql import SparkSession
 
 from dlspark import layout as io_
 from dlspark.config import PipelineConfig, config_hash
+from dlspark.errors import InputError
 from dlspark.layout import DATASETS, Layout
 from dlspark.report import StageReport, Timer, report_path
 from dlspark.stages import clean, dedup, ingest, mine, shards
@@ -99,12 +100,16 @@ def run_stage(name: str, spark: SparkSession | None, cfg: PipelineConfig, *, in_
     staged_cfg = cfg.model_copy(update={"data": cfg.data.model_copy(update={"staging": staging})})
     log.info("stage %s: starting%s", name, f" for {cfg.data.date}" if cfg.data.date else "")
     with Timer() as timer:
-        if name in DRIVER_STAGES:
-            report = _driver_stages(in_pipeline)[name](staged_cfg, spark)
-        elif spark is None:
-            raise ValueError(f"stage {name} needs a SparkSession")
-        else:
-            report = STAGES[name](spark, staged_cfg)
+        try:
+            if name in DRIVER_STAGES:
+                report = _driver_stages(in_pipeline)[name](staged_cfg, spark)
+            elif spark is None:
+                raise ValueError(f"stage {name} needs a SparkSession")
+            else:
+                report = STAGES[name](spark, staged_cfg)
+        except InputError:
+            io_.delete(root.path("_staging", name))  # refused input: nothing to resume, nothing published
+            raise
     staged_output = report.output
     report.output = Layout.of(staged_cfg.data).unstaged(staged_output)
     report.seconds = timer.seconds
