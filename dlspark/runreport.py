@@ -63,6 +63,11 @@ def write_run_report(reports: list[StageReport], root: Layout, notes: str = "") 
         evaluation = by_stage["evaluate"].details["evaluation"]
         sections.append(_evaluation(evaluation))
         sections.append(_figure(out, "evaluation.png", "Model against the baselines", _evaluation_bars(evaluation)))
+        if "promotion" in by_stage["evaluate"].details:
+            from dlspark.train.registry import describe
+
+            entry = by_stage["evaluate"].details["promotion"]
+            sections.append(f"<p>Model {entry['version']}: {html.escape(describe(entry))}</p>")
     sections.append(_figure(out, "seconds.png", "Seconds per stage", _seconds(reports)))
     if notes:
         sections.append(f"<h2>Notes</h2><pre>{html.escape(notes)}</pre>")

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import socket
+import subprocess
+import time
 from pathlib import Path
 
 import pytest
@@ -67,3 +70,33 @@ def trained(spark, tmp_path_factory):
     reports = run_stages(["ingest", "clean", "dedup", "shards"], spark, cfg)
     reports.append(run_stage("train", None, cfg))
     return cfg, {report.stage: report for report in reports}
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def wait_for_port(port: int, process, seconds: float = 60) -> None:
+    """Wait until something listens on 127.0.0.1:port, failing if `process` exits first."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        assert process.poll() is None, "a Spark daemon exited during start-up"
+        with socket.socket() as probe:
+            if probe.connect_ex(("127.0.0.1", port)) == 0:
+                return
+        time.sleep(0.2)
+    raise AssertionError(f"nothing listens on 127.0.0.1:{port} after {seconds} s")
+
+
+def stop_processes(processes) -> None:
+    """Terminate what a test started (last first), killing what does not stop within 30 s."""
+    for process in reversed(processes):
+        process.terminate()
+    for process in processes:
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()

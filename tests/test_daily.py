@@ -6,6 +6,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
+from test_pipeline import BIN, SMALL, mtimes
 
 from conftest import REPO, make_config
 from dlspark.cli import PIPELINE
@@ -13,7 +14,6 @@ from dlspark.errors import InputError
 from dlspark.pipeline import run_pipeline
 from dlspark.runlock import RunLockedError, run_lock
 from dlspark.schedule import ETL, for_day, run_due
-from test_pipeline import BIN, SMALL, mtimes
 
 DAYS = ["2026-01-01", "2026-01-02", "2026-01-03", "2026-01-04"]
 

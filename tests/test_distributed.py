@@ -1,12 +1,10 @@
 """Barrier-mode training: real Spark barrier tasks, real TensorFlow workers, a real standalone cluster."""
 
 import csv
-import json
 import logging
 import os
 import re
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -151,92 +149,6 @@ def test_a_worker_killed_mid_epoch_is_resubmitted_and_the_run_ends_with_every_ep
     workers = report.details["workers_results"]
     assert workers[0]["digest"] == workers[1]["digest"]
     assert [int(row["epoch"]) for row in workers[0]["history"]] == [2, 3, 4, 5]  # the resubmitted job's epochs
-
-
-def _free_port():
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
-def _wait_for_port(port, process, seconds=60):
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        assert process.poll() is None, "a Spark daemon exited during start-up"
-        with socket.socket() as probe:
-            if probe.connect_ex(("127.0.0.1", port)) == 0:
-                return
-        time.sleep(0.2)
-    raise AssertionError(f"nothing listens on 127.0.0.1:{port} after {seconds} s")
-
-
-@pytest.mark.slow
-def test_barrier_training_on_a_standalone_cluster_through_spark_submit(barrier_root, tmp_path_factory):
-    """A real standalone master and worker on loopback (spark-class), and jobs/train.py under spark-submit."""
-    work = tmp_path_factory.mktemp("cluster")
-    env = {**os.environ, "SPARK_LOCAL_IP": "127.0.0.1", "PYSPARK_PYTHON": sys.executable}
-    master_port, worker_port = _free_port(), _free_port()
-    daemons = []
-    try:
-        with open(work / "master.log", "w") as out:
-            master = subprocess.Popen(
-                [BIN / "spark-class", "org.apache.spark.deploy.master.Master", "--host", "127.0.0.1"]
-                + ["--port", str(master_port), "--webui-port", str(_free_port())],
-                env=env,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-            )
-        daemons.append(master)
-        _wait_for_port(master_port, master)
-        with open(work / "worker.log", "w") as out:
-            worker = subprocess.Popen(
-                [BIN / "spark-class", "org.apache.spark.deploy.worker.Worker", f"spark://127.0.0.1:{master_port}"]
-                + ["--host", "127.0.0.1", "--port", str(worker_port), "--webui-port", str(_free_port())]
-                + ["--cores", "2", "--memory", "3g", "--work-dir", str(work / "work")],
-                env=env,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-            )
-        daemons.append(worker)
-        _wait_for_port(worker_port, worker)
-        submit = [
-            BIN / "spark-submit",
-            "--master",
-            f"spark://127.0.0.1:{master_port}",
-            "--conf",
-            "spark.ui.enabled=false",
-            "--conf",
-            "spark.executor.memory=2g",
-            "jobs/train.py",
-            "--config",
-            "conf/local.yaml",
-            "--set",
-            f"data.root={barrier_root}",
-            "--set",
-            f"spark.executor_python={sys.executable}",
-            *[arg for setting in [*BARRIER, "train.epochs=3"] for arg in ("--set", setting)],
-        ]
-        result = subprocess.run(submit, cwd=REPO, env=env, capture_output=True, text=True, timeout=420)
-        (work / "submit.log").write_text(result.stderr + "\n=== stdout\n" + result.stdout)
-        assert result.returncode == 0, result.stderr[-4000:]
-        # spark-submit hands the Python driver's stderr to its stdout
-        assert f"master spark://127.0.0.1:{master_port}" in result.stdout  # the cluster, not local mode
-        assert "[worker 1] worker 1/2" in result.stdout and "mode barrier" in result.stdout
-        report = json.loads((barrier_root / "model" / "_report.json").read_text())
-        assert report["details"]["epochs"] == 3 and report["details"]["mode"] == "barrier"
-        assert report["details"]["evaluation"]["examples"] > 0
-        digests = {w["digest"] for w in report["details"]["workers_results"]}
-        assert len(digests) == 1
-    finally:
-        for daemon in reversed(daemons):
-            daemon.terminate()
-        for daemon in daemons:
-            try:
-                daemon.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                daemon.kill()
-                daemon.wait()
-    assert all(daemon.poll() is not None for daemon in daemons)
 
 
 def test_barrier_mode_without_dlspark_on_the_executors_says_which_python_to_fix(barrier_root, tmp_path):

@@ -6,6 +6,7 @@ import pytest
 
 from conftest import make_config
 from dlspark.errors import InputError
+from dlspark.schemas import QUARANTINE
 from dlspark.stages import ingest
 
 TILLS_HEADER = "line_id,receipt_no,store_id,loyalty_card,plu,description,dept,qty,price,sold_at\n"
@@ -36,7 +37,8 @@ def run_ingest(spark, root):
     cfg = make_config(root)
     report = ingest.run(spark, cfg)
     ingested = spark.read.parquet(str(root / "ingested"))
-    quarantine = spark.read.parquet(str(root / "quarantine" / "stage=ingest"))
+    # with its schema: a quarantine with no rows has no data file to take one from
+    quarantine = spark.read.schema(QUARANTINE).parquet(str(root / "quarantine" / "stage=ingest"))
     return report, ingested, quarantine
 
 

@@ -2,6 +2,7 @@
 
 import json
 import os
+import select
 import shutil
 import signal
 import subprocess
@@ -100,6 +101,7 @@ def test_the_run_report_is_a_page_with_every_stage_its_figures_and_the_evaluatio
     assert top.replace("&", "&amp;") in text  # the top rule, by name
     model = next(r for r in reports if r.stage == "evaluate").details["evaluation"]["metrics"]["model"]
     assert f"{model['mrr@10']:.4f}" in text and "planted: 10 of 10" in text
+    assert "Model v0001: promoted to current (the first version; hit@10" in text
     quarantined = next(r for r in reports if r.stage == "clean").quarantined
     assert quarantined and all(f'<td class="text">{reason}</td>' in text for reason in quarantined)
 
@@ -133,41 +135,72 @@ def test_the_stage_order_is_checked_before_anything_runs(tmp_path):
 
 
 @pytest.mark.slow
-def test_a_pipeline_killed_inside_a_stage_keeps_the_old_output_and_a_rerun_matches_an_uninterrupted_run(
-    spark, piped, tmp_path
-):
-    """SIGKILL in the middle of dedup (a Spark stage with two outputs), rerun with --force on the fixture's data;
-    the reference is the fixture's own, uninterrupted run with the same settings."""
+def test_a_run_killed_inside_each_stage_in_turn_ends_with_the_outputs_of_an_uninterrupted_run(spark, piped, tmp_path):
+    """SIGKILL (the driver's whole process group: Python, the JVM, Spark's workers) inside ingest, then inside clean
+    in the rerun, and so on through evaluate; a last rerun finishes. The reference is the fixture's uninterrupted run
+    of the same raw files with the same settings."""
     from pyspark.testing import assertDataFrameEqual  # imported here: it warns about pandas at import
 
     cfg, _ = piped
-    root = Path(cfg.data.root)
-    for dataset in ("events", "products"):
-        shutil.copytree(root / dataset, tmp_path / dataset)
-    command = [BIN / "dlspark", "pipeline", "--to", "dedup", "--set", f"data.root={root}"]
-    command += ["--set", "spark.master=local[2]", *[a for s in SMALL for a in ("--set", s)]]
+    reference, root = Path(cfg.data.root), tmp_path / "killed"
+    shutil.copytree(reference / "raw", root / "raw")
+    command = [BIN / "dlspark", "pipeline", "--set", f"data.root={root}", "--set", "spark.master=local[2]"]
+    command += [a for s in SMALL for a in ("--set", s)]
     env = {**os.environ, "PYSPARK_PYTHON": sys.executable}
-    running = subprocess.Popen(
-        [*command, "--from", "dedup", "--force"],
-        cwd=REPO,
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    deadline = time.monotonic() + 240
-    while not (root / "_staging" / "dedup" / "events").exists() and time.monotonic() < deadline:
-        assert running.poll() is None, "the run ended before dedup started writing"
-        time.sleep(0.05)
-    running.send_signal(signal.SIGKILL)
-    running.wait()
-    old_report = (tmp_path / "events" / "_report.json").read_text()
-    assert (root / "events" / "_report.json").read_text() == old_report  # the published output is untouched
+    for stage in PIPELINE:
+        running = subprocess.Popen(
+            command, cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True
+        )
+        wait_for_output(running, f"stage {stage}: starting")
+        if stage == "train":  # after its first epoch's checkpoint, so that the rerun resumes from it
+            wait_for_file(root / "_staging" / "train" / "model" / "checkpoint" / "training_metadata.json", running)
+        else:
+            time.sleep(0.1 if stage == "evaluate" else 0.5)  # into the stage's work (evaluate takes about a second)
+        os.killpg(running.pid, signal.SIGKILL)
+        running.wait()
+        running.stderr.close()
+        published = root / pipeline_output(stage) / "_report.json"
+        assert not published.exists(), f"{stage} was published although it was killed"
 
-    again = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True)
-    assert again.returncode == 0, again.stderr[-3000:]
-    skipped = [line.split()[0] for line in again.stdout.splitlines() if line.endswith(" skipped")]
-    assert skipped == ["ingest", "clean"]  # what was up to date is not redone; the killed stage is
-    assert (root / "events" / "_report.json").read_text() != old_report
-    for dataset in ("events", "products"):
-        assertDataFrameEqual(spark.read.parquet(str(root / dataset)), spark.read.parquet(str(tmp_path / dataset)))
-    assert not (root / "_staging" / "dedup").exists()
+    finished = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True)
+    assert finished.returncode == 0, finished.stderr[-3000:]
+    assert not any((root / "_staging").iterdir())
+    for dataset in ("ingested", "clean", "quarantine", "events", "products", *MINED, *SPLITS):
+        killed, uninterrupted = (spark.read.parquet(str(r / dataset)) for r in (root, reference))
+        assertDataFrameEqual(killed.drop("source_file"), uninterrupted.drop("source_file"))
+    vocabularies = [json.loads((r / "model" / "vocabulary.json").read_text()) for r in (root, reference)]
+    assert vocabularies[0]["products"] == vocabularies[1]["products"]
+    assert vocabularies[0]["customers"] == vocabularies[1]["customers"]
+    trained = json.loads((root / "model" / "_report.json").read_text())["details"]
+    assert trained["epochs"] == 2  # every configured epoch, once (a resumed run does not repeat or skip one)
+    evaluated = [json.loads((r / "model" / "evaluation.json").read_text())["examples"] for r in (root, reference)]
+    assert evaluated[0] == evaluated[1] > 0
+
+
+def wait_for_output(process, text, seconds=240):
+    """Read the process's stderr until `text` appears in it."""
+    seen, deadline = b"", time.monotonic() + seconds
+    while text.encode() not in seen:
+        assert time.monotonic() < deadline, f"no {text!r} after {seconds} s: {seen[-2000:]!r}"
+        if select.select([process.stderr], [], [], 0.5)[0]:
+            chunk = os.read(process.stderr.fileno(), 65536)
+            assert chunk, f"the run ended before {text!r}: {seen[-3000:]!r}"
+            seen += chunk
+
+
+def wait_for_file(path, process, seconds=240):
+    deadline = time.monotonic() + seconds
+    while not path.exists():
+        assert process.poll() is None and time.monotonic() < deadline, f"{path} did not appear"
+        if select.select([process.stderr], [], [], 0.05)[0]:
+            os.read(process.stderr.fileno(), 65536)  # keep the pipe from filling up and blocking the run
+
+
+MINED = ("mining/itemsets", "mining/rules", "mining/popularity")
+SPLITS = ("shards/train", "shards/val", "shards/test")
+
+
+def pipeline_output(stage: str) -> str:
+    from dlspark.pipeline import OUTPUTS
+
+    return OUTPUTS[stage][0]

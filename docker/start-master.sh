@@ -1,0 +1,9 @@
+#!/usr/bin/env bash
+# A Spark standalone master in the foreground (docker-compose's spark-master; tests run it on loopback).
+# Spark comes from dlspark's own environment (pyspark's spark-class), so master, workers and driver run one version.
+set -euo pipefail
+. "$(dirname "$0")/env.sh"
+exec "$bin/spark-class" org.apache.spark.deploy.master.Master \
+  --host "${SPARK_MASTER_HOST:-$(hostname)}" \
+  --port "${SPARK_MASTER_PORT:-7077}" \
+  --webui-port "${SPARK_MASTER_WEBUI_PORT:-8080}"
