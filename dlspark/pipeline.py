@@ -174,7 +174,7 @@ def input_fingerprints(name: str, cfg: PipelineConfig) -> dict[str, str]:
             listing = [ingest.feed_listing(root, feed, cfg.data.date) for feed in cfg.feeds.values()]
             found[dataset] = _digest(json.dumps(listing, sort_keys=True).encode())
         else:
-            by_day = cfg.data.date is not None and dataset in BY_DAY and name in ("clean", "dedup")
+            by_day = dataset in BY_DAY and bool(day_outputs(name, cfg))  # a daily stage reads its day
             report = report_path(root.path(dataset, day_partition(cfg)) if by_day else root.path(dataset))
             found[dataset] = _digest(io_.read_bytes(report)) if io_.exists(report) else "missing"
     return found

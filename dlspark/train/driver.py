@@ -102,8 +102,8 @@ def train(cfg: PipelineConfig) -> dict[str, Any]:
     warm = None
     if start:
         log.info("resuming from the checkpoint after epoch %d of %d", start, tc.epochs)
-    elif source := warm_start_source(cfg):
-        warm = warm_start(model, manifest, saved_weights(source))
+    elif (source := warm_start_source(cfg)) and (saved := saved_weights(source)):
+        warm = warm_start(model, manifest, saved)
         log.info("warm start from %s: %s", source, describe_warm_start(warm))
     throughput = Throughput(tc.batch_size)
     callbacks: list[Any] = [

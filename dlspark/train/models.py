@@ -137,12 +137,19 @@ VOCABULARY_AXES = {
 }
 
 
-def saved_weights(model_dir: str) -> dict[str, Any]:
-    """The weights of the model saved in `model_dir`, by layer name, with the vocabularies it was trained on."""
+def saved_weights(model_dir: str) -> dict[str, Any] | None:
+    """The weights of the model saved in `model_dir`, by layer name, with the vocabularies it was trained on; None
+    (and a warning: training starts fresh) when it cannot be read."""
+    import logging
+
     from dlspark import layout as io_
 
-    saved = keras.models.load_model(f"{model_dir}/model.keras")
-    vocabulary = io_.read_json(f"{model_dir}/vocabulary.json")
+    try:
+        saved = keras.models.load_model(f"{model_dir}/model.keras")
+        vocabulary = io_.read_json(f"{model_dir}/vocabulary.json")
+    except Exception as err:  # noqa: BLE001  (any unreadable model: a warm start is an optimisation)
+        logging.getLogger(__name__).warning("no warm start: cannot read the model in %s (%s)", model_dir, err)
+        return None
     return {
         "from": model_dir,
         "layers": {layer.name: layer.get_weights() for layer in saved.layers if layer.weights},
