@@ -52,7 +52,7 @@ def run_train(cfg: PipelineConfig, spark: SparkSession | None = None, evaluate_a
                 if cfg.train.mode == "barrier"
                 else {}
             ),
-            "warm_start": result.get("warm_start"),
+            **({"warm_start": result["warm_start"]} if result.get("warm_start") else {}),
             "epochs": len(result["history"]),
             "final": {k: round(v, 4) for k, v in last.items() if k != "epoch"},
             "examples_per_s": [round(rate) for rate in result["samples_per_s"]],
