@@ -8,7 +8,7 @@ import logging
 import sys
 import warnings
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from dlspark import __version__
 from dlspark.config import DEFAULT_CONFIG, PipelineConfig, load_config
@@ -259,13 +259,32 @@ def _pipeline(names: list[str], cfg: PipelineConfig, force: bool) -> int:
 
 
 def _schedule(cfg: PipelineConfig, args: argparse.Namespace) -> int:
+    """Catch-up days (ingest, clean, dedup only) share one Spark session per pass; a day that runs the whole
+    pipeline runs it as `dlspark pipeline --date` does."""
+    from contextlib import ExitStack
+
     from dlspark import schedule
+    from dlspark.pipeline import format_reports, run_pipeline
+    from dlspark.session import spark_session
+
+    shared = ExitStack()
+    sessions: list[Any] = []  # the pass's SparkSession, once a catch-up day has started it
 
     def run_day(names: list[str], day_cfg: PipelineConfig) -> None:
-        _pipeline(names, day_cfg, force=False)
+        if names == schedule.ETL:
+            if not sessions:
+                sessions.append(shared.enter_context(spark_session(cfg.spark)))
+            print(format_reports(run_pipeline(names, sessions[0], day_cfg)))
+        else:
+            end_pass()
+            _pipeline(names, day_cfg, force=False)
+
+    def end_pass() -> None:
+        shared.close()
+        sessions.clear()
 
     since, until = (str(day) if day else None for day in (args.since, args.until))
-    schedule.loop(cfg, run_day, PIPELINE, since, until, 0 if args.once else args.every)
+    schedule.loop(cfg, run_day, PIPELINE, since, until, 0 if args.once else args.every, after_pass=end_pass)
     return 0
 
 

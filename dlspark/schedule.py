@@ -83,14 +83,23 @@ def run_due(cfg: PipelineConfig, run_day: RunDay, stages: list[str], since: str 
 
 
 def loop(
-    cfg: PipelineConfig, run_day: RunDay, stages: list[str], since: str | None, until: str | None, every_s: float
+    cfg: PipelineConfig,
+    run_day: RunDay,
+    stages: list[str],
+    since: str | None,
+    until: str | None,
+    every_s: float,
+    after_pass: Callable[[], None] = lambda: None,
 ) -> None:
-    """Run what is due up to `until` (default: yesterday, in UTC: a day runs once it is over), then sleep `every_s`
-    seconds, forever (one pass when `every_s` is 0)."""
+    """Run what is due up to `until` (default: yesterday, in UTC: a day runs once it is over), call `after_pass`,
+    then sleep `every_s` seconds, forever (one pass when `every_s` is 0)."""
     while True:
         last = until or (dt.datetime.now(dt.UTC).date() - dt.timedelta(days=1)).isoformat()
         try:
-            run_due(cfg, run_day, stages, since, last)
+            try:
+                run_due(cfg, run_day, stages, since, last)
+            finally:
+                after_pass()
         except RunLockedError as err:
             log.warning("schedule: skipping this pass: %s", err)
         except Exception:

@@ -214,3 +214,16 @@ def test_two_runs_on_one_data_root_never_overlap(spark, daily):
         assert result.returncode == 2 and f"pid {__import__('os').getpid()}" in result.stderr
     with run_lock(cfg.data.root):  # released with the block
         pass
+
+
+def test_the_schedule_command_finds_nothing_due_on_days_already_run(daily):
+    cfg, _ = daily
+    result = subprocess.run(
+        [BIN / "dlspark", "schedule", "--once", "--since", DAYS[1], "--until", DAYS[2]]
+        + ["--set", f"data.root={cfg.data.root}"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert f"nothing due (every day up to {DAYS[2]} has run on its current files)" in result.stderr

@@ -90,6 +90,8 @@ def train_worker(spec: dict[str, Any], marks: dict[str, float]) -> dict[str, Any
             model.load_weights(f"{paths.backup}/{spec['resume']['weights']}")
         elif saved is not None:
             warm = warm_start(model, manifest, saved)
+            if rank == 0:
+                log.info("warm start from %s: %d layers copied", warm["from"], len(warm["layers"]))
     keras.utils.set_random_seed(tc.seed + 1000 * rank + int(spec["start_epoch"]))  # dropout differs per worker
     loss_fn = keras.losses.SparseCategoricalCrossentropy(from_logits=True, reduction=None)
 
