@@ -114,8 +114,6 @@ def _generate_overrides(args: argparse.Namespace) -> list[str]:
     ]
     if getattr(args, "out", None):
         extra.append(f"data.root={args.out}")
-    if getattr(args, "date", None):
-        extra += [f"{key}={args.date}" for key in ("data.date", "mining.end_date", "shards.end_date")]
     return extra
 
 
@@ -141,6 +139,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     warnings.filterwarnings("ignore", message="`shuffle=True` was passed")  # Keras; Petastorm and tf.data shuffle
     try:
         cfg = load_config(args.config, [*args.overrides, *_generate_overrides(args)])
+        if getattr(args, "date", None):
+            cfg = cfg.for_day(args.date)
         if args.command == "schedule":  # it takes the lock for each pass, not while it sleeps
             return _schedule(cfg, args)
         from dlspark.runlock import run_lock

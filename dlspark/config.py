@@ -243,6 +243,17 @@ class PipelineConfig(_Section):
             raise ValueError("at least one feed is needed under 'feeds'")
         return self
 
+    def for_day(self, day: dt.date) -> PipelineConfig:
+        """The configuration of a daily run of `day` (what --date sets): that day's raw files, and the mining and
+        shards windows ending on it."""
+        return self.model_copy(
+            update={
+                "data": self.data.model_copy(update={"date": day}),
+                "mining": self.mining.model_copy(update={"end_date": day}),
+                "shards": self.shards.model_copy(update={"end_date": day}),
+            }
+        )
+
 
 def load_config(path: str | Path | None = None, overrides: Iterable[str] = ()) -> PipelineConfig:
     """Load base.yaml (beside the file), the file itself, then `key=value` overrides, and validate the result."""

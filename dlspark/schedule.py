@@ -31,15 +31,7 @@ def state_path(cfg: PipelineConfig) -> str:
 
 
 def for_day(cfg: PipelineConfig, day: str) -> PipelineConfig:
-    """The configuration of a daily run (what `--date DAY` sets)."""
-    date = dt.date.fromisoformat(day)
-    return cfg.model_copy(
-        update={
-            "data": cfg.data.model_copy(update={"date": date}),
-            "mining": cfg.mining.model_copy(update={"end_date": date}),
-            "shards": cfg.shards.model_copy(update={"end_date": date}),
-        }
-    )
+    return cfg.for_day(dt.date.fromisoformat(day))
 
 
 def due_days(cfg: PipelineConfig, since: str | None, until: str) -> list[tuple[str, str]]:
