@@ -39,7 +39,7 @@ def due_days(cfg: PipelineConfig, since: str | None, until: str) -> list[tuple[s
     from dlspark.pipeline import input_fingerprints
     from dlspark.stages.ingest import raw_days
 
-    state = io_.read_json(state_path(cfg)) if io_.exists(state_path(cfg)) else {}
+    state = _state(cfg)
     due = []
     for day in raw_days(cfg, Layout.at(cfg.data.root)):
         if (since and day < since) or day > until:
@@ -103,7 +103,12 @@ def loop(
         time.sleep(every_s)
 
 
+def _state(cfg: PipelineConfig) -> dict[str, Any]:
+    """schedule.json: each day's raw fingerprint, outcome and time (empty before the first run)."""
+    return dict(io_.read_json(state_path(cfg))) if io_.exists(state_path(cfg)) else {}
+
+
 def _record(cfg: PipelineConfig, day: str, outcome: dict[str, Any]) -> None:
-    state = io_.read_json(state_path(cfg)) if io_.exists(state_path(cfg)) else {}
+    state = _state(cfg)
     state[day] = {**outcome, "finished_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds")}
     io_.replace_json(state_path(cfg), dict(sorted(state.items())))

@@ -56,7 +56,8 @@ def promote(cfg: PipelineConfig) -> dict[str, Any]:
         return decided
     version = _store_version(root, identity)
     metric = cfg.train.promotion_metric
-    value = float(io_.read_json(evaluation_path)["metrics"]["model"][metric])
+    metrics = io_.read_json(evaluation_path)["metrics"]["model"]
+    value = float(metrics[metric])
     current_dir = current(root)
     current_version = current_dir.rsplit("/", 1)[1] if current_dir else None
     before = next((e for e in reversed(past) if e["version"] == current_version), None)
@@ -70,7 +71,7 @@ def promote(cfg: PipelineConfig) -> dict[str, Any]:
         "date": str(cfg.data.date) if cfg.data.date else None,
         "decided_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         "metric": metric,
-        "metrics": io_.read_json(evaluation_path)["metrics"]["model"],
+        "metrics": metrics,
         "current_before": current_version,
         "current_metric": best,
         "promoted": promoted,
