@@ -28,9 +28,9 @@ from typing import Any
 import pyarrow.parquet as pq
 from training import CUSTOMERS, PRODUCTS, RULES, WIDTH, synthetic, write_shards
 
-from dlspark import layout as io_
+from dlspark import fs
 from dlspark.config import load_config
-from dlspark.stages.shards import columns, manifest_path
+from dlspark.manifest import Manifest, columns, manifest_path
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -44,7 +44,7 @@ def write_dataset(root: Path, rows: int, val_rows: int, files: int, row_group: i
         {"path": p.name, "rows": pq.ParquetFile(p).metadata.num_rows, "row_groups": _row_groups(p)}
         for p in sorted((shards / "train").glob("*.parquet"))
     ]
-    io_.write_json(
+    fs.write_json(
         manifest_path(str(shards)),
         {
             "columns": {"items": columns("item", WIDTH), "rules": columns("rule", RULES)},
@@ -62,12 +62,12 @@ def _row_groups(path: Path) -> list[int]:
 
 
 def run_driver(root: Path, settings: list[str]) -> dict[str, Any]:
-    from dlspark.train.driver import train
+    from dlspark.train.driver import ModelPaths, train
 
     cfg = load_config(REPO / "conf" / "local.yaml", [f"data.root={root}", *settings])
     called = time.time()
-    result = train(cfg)
-    return {"rates": result["samples_per_s"], "first_from_call": result["first_step"] - called, "launch": {}}
+    result = train(cfg, Manifest.read(f"{root}/shards"), ModelPaths(f"{root}/model"), None)
+    return {"rates": result.samples_per_s, "first_from_call": (result.first_step or called) - called, "launch": {}}
 
 
 def run_barrier(spark: Any, root: Path, settings: list[str], workers: int) -> dict[str, Any]:
@@ -77,10 +77,12 @@ def run_barrier(spark: Any, root: Path, settings: list[str], workers: int) -> di
         REPO / "conf" / "local.yaml",
         [f"data.root={root}", *settings, "train.mode=barrier", f"train.workers={workers}"],
     )
+    from dlspark.train.driver import ModelPaths
+
     called = time.time()
-    result = train_barrier(spark, cfg)
-    first = max(w["marks"]["first_step"] for w in result["workers"])
-    return {"rates": result["samples_per_s"], "first_from_call": first - called, "launch": result["launch"]}
+    result = train_barrier(spark, cfg, Manifest.read(f"{root}/shards"), ModelPaths(f"{root}/model"), None)
+    first = max(w.marks["first_step"] for w in result.workers)
+    return {"rates": result.samples_per_s, "first_from_call": first - called, "launch": result.launch}
 
 
 def main() -> None:

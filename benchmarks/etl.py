@@ -19,9 +19,10 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from dlspark.cli.console import format_reports  # noqa: E402
 from dlspark.config import load_config  # noqa: E402
-from dlspark.generate import generate  # noqa: E402
-from dlspark.pipeline import format_reports, run_stage  # noqa: E402
+from dlspark.demo.generate import generate  # noqa: E402
+from dlspark.pipeline import run_stage  # noqa: E402
 from dlspark.report import Timer  # noqa: E402
 from dlspark.session import spark_session  # noqa: E402
 

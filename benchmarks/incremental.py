@@ -22,14 +22,17 @@ import tempfile
 import time
 from pathlib import Path
 
+from dlspark.cli.console import format_reports
 from dlspark.config import SparkConfig, load_config
-from dlspark.generate import generate
-from dlspark.pipeline import format_reports, run_pipeline
-from dlspark.schedule import ETL, for_day
+from dlspark.demo.generate import generate
+from dlspark.pipeline import run_pipeline
+from dlspark.schedule import for_day
 from dlspark.session import spark_session
+from dlspark.stages import STAGES as REGISTRY
 
 REPO = Path(__file__).resolve().parents[1]
-STAGES = [*ETL, "mine", "shards"]
+ETL = REGISTRY.daily()
+STAGES = REGISTRY.between(ETL[0], "shards")
 
 
 def main() -> None:

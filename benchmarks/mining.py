@@ -98,7 +98,7 @@ def run_dlspark(path: str, support: float, master: str, engine: str, warm_up: bo
 
 def mine(baskets, cfg, n: int) -> tuple[int, int]:
     """dlspark's mining as the stage runs it: item counts, guard rail, itemsets, rules; returns both counts."""
-    from dlspark.stages.mine import association_rules, check_minable, frequent_itemsets, item_counts
+    from dlspark.mining.itemsets import association_rules, check_minable, frequent_itemsets, item_counts
 
     counts = item_counts(baskets).cache()
     check_minable(baskets, counts, cfg)

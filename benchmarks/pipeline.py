@@ -17,11 +17,12 @@ import tempfile
 import time
 from pathlib import Path
 
-from dlspark.cli import PIPELINE
+from dlspark.cli.console import format_reports
 from dlspark.config import SparkConfig, load_config
-from dlspark.generate import generate
-from dlspark.pipeline import DRIVER_STAGES, format_reports, run_pipeline
+from dlspark.demo.generate import generate
+from dlspark.pipeline import run_pipeline
 from dlspark.session import spark_session
+from dlspark.stages import STAGES
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -42,7 +43,8 @@ def main() -> None:
         + [f"train.epochs={args.epochs}", "train.patience=null"],
     )
     spark_cfg = SparkConfig(**{**cfg.spark.model_dump(), "master": "local[*]"})
-    spark_stages = [n for n in PIPELINE if n not in DRIVER_STAGES]
+    spark_stages = [n for n in STAGES.names if STAGES[n].needs_spark(cfg)]
+    driver_stages = [n for n in STAGES.names if n not in spark_stages]
     try:
         with spark_session(spark_cfg) as spark:
             started = time.monotonic()
@@ -50,10 +52,10 @@ def main() -> None:
             generated = time.monotonic() - started
             started = time.monotonic()
             reports = run_pipeline(spark_stages, spark, cfg)
-        reports += run_pipeline(list(DRIVER_STAGES), None, cfg)
+        reports += run_pipeline(driver_stages, None, cfg)
         total = time.monotonic() - started
         started = time.monotonic()
-        again = run_pipeline(PIPELINE, None, cfg)
+        again = run_pipeline(STAGES.names, None, cfg)
         rerun = time.monotonic() - started
     finally:
         if not args.keep:

@@ -23,8 +23,8 @@ from typing import Any
 import numpy as np
 
 from dlspark.config import ModelConfig
-from dlspark.stages.shards import columns
-from dlspark.train.data import FEATURES, Manifest, model_inputs, petastorm_dataset, read_split
+from dlspark.manifest import Manifest, columns
+from dlspark.train.data import FEATURES, model_inputs, petastorm_dataset, read_split
 from dlspark.train.models import build_model
 
 WIDTH, RULES, PRODUCTS, CUSTOMERS = 16, 10, 302, 2000
@@ -115,7 +115,7 @@ def petastorm_rate(manifest: Manifest, rows: int, batch: int, pool: str, workers
 
 
 def petastorm_list_rate(root: Path, rows: int, batch: int, workers: int) -> float:
-    """The same rows with list columns, read the way STACK.md found best for them (reshape, rebatch)."""
+    """The same rows with list columns, read the way docs/decisions.md describes (reshape, rebatch)."""
     import tensorflow as tf
     from petastorm import make_batch_reader
     from petastorm.tf_utils import make_petastorm_dataset

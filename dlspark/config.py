@@ -6,6 +6,7 @@ Everything is checked before any Spark work starts; a bad key fails with its dot
 from __future__ import annotations
 
 import datetime as dt
+import json
 import typing
 from collections.abc import Iterable, Mapping
 from pathlib import Path
@@ -14,7 +15,9 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from dlspark.digest import short_hash
 from dlspark.errors import ConfigError
+from dlspark.layout import Layout
 from dlspark.schemas import CANONICAL_FIELDS, REQUIRED_FIELDS
 
 DEFAULT_CONFIG = Path("conf/local.yaml")
@@ -38,18 +41,19 @@ class SparkConfig(_Section):
 
 
 class DataConfig(_Section):
-    """One data root; every stage reads and writes below it (see README, 'Data layout')."""
+    """One data root; every stage reads and writes below it (see docs/stages.md, 'Data layout')."""
 
     root: str
-    staging: dict[str, str] = Field(
-        {},
-        description="Set by dlspark while a stage runs (leave empty): outputs under root -> where they are staged.",
-    )
     date: dt.date | None = Field(
         None,
         description="Set by --date: ingest, clean and dedup process only this day's raw files and replace only "
         "its partitions (a daily incremental run); empty: every day.",
     )
+
+    @property
+    def layout(self) -> Layout:
+        """Where every dataset lives under the root."""
+        return Layout.at(self.root)
 
 
 class FeedConfig(_Section):
@@ -366,7 +370,10 @@ def _describe(err: ValidationError, path: Path) -> str:
 
 
 def config_hash(cfg: PipelineConfig) -> str:
-    """A short, stable fingerprint of the whole configuration, for reports and manifests."""
-    import hashlib
+    """A short, stable fingerprint of the whole configuration, for reports."""
+    return short_hash(cfg.model_dump_json())
 
-    return hashlib.sha256(cfg.model_dump_json().encode()).hexdigest()[:16]
+
+def settings_hash(cfg: PipelineConfig, sections: Iterable[str]) -> str:
+    """A short fingerprint of some sections of the configuration (those a stage's result depends on)."""
+    return short_hash(json.dumps(cfg.model_dump(mode="json", include=set(sections)), sort_keys=True))

@@ -7,8 +7,7 @@ import time
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from dlspark import __version__
-from dlspark import layout as io_
+from dlspark import __version__, fs
 
 
 def report_path(output: str) -> str:
@@ -31,8 +30,8 @@ class StageReport:
     started_at: str = field(default_factory=lambda: dt.datetime.now(dt.UTC).isoformat(timespec="seconds"))
     config_hash: str = ""
     code_version: str = __version__
-    settings_hash: str = ""  # of the configuration sections this stage depends on (pipeline.SETTINGS)
-    inputs: dict[str, str] = field(default_factory=dict)  # fingerprints of what it read (pipeline.READS)
+    settings_hash: str = ""  # of the configuration sections this stage depends on (the stage's settings)
+    inputs: dict[str, str] = field(default_factory=dict)  # fingerprints of what it read (its reads)
     skipped: bool = False  # set by the pipeline for a stage it did not rerun: this report is the earlier run's
 
     @property
@@ -47,11 +46,11 @@ class StageReport:
 
     def write(self, path: str | None = None) -> None:
         """Write the report inside its output (or at `path`, e.g. inside the staged output)."""
-        io_.write_json(path or report_path(self.output), self.to_dict())
+        fs.write_json(path or report_path(self.output), self.to_dict())
 
     @classmethod
     def read(cls, path: str) -> StageReport:
-        raw = io_.read_json(path)
+        raw = fs.read_json(path)
         return cls(**{k: v for k, v in raw.items() if k in cls.__dataclass_fields__ and k != "skipped"})
 
 

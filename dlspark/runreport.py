@@ -9,33 +9,13 @@ from __future__ import annotations
 
 import datetime as dt
 import html
-import io
 from typing import Any
 
-from dlspark import layout as io_
+from dlspark import fs
 from dlspark.layout import Layout
+from dlspark.plots import plot_training, save_png
+from dlspark.plots import pyplot as _pyplot
 from dlspark.report import StageReport
-
-
-def save_png(figure: Any, path: str) -> str:
-    """Write a matplotlib figure as a PNG (to any filesystem) and close it; returns the path."""
-    import matplotlib.pyplot as plt
-
-    buffer = io.BytesIO()
-    figure.tight_layout()
-    figure.savefig(buffer, format="png", dpi=100)
-    plt.close(figure)
-    io_.write_bytes(path, buffer.getvalue())
-    return path
-
-
-def _pyplot() -> Any:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
 
 
 def write_run_report(reports: list[StageReport], root: Layout, notes: str = "") -> str:
@@ -53,9 +33,8 @@ def write_run_report(reports: list[StageReport], root: Layout, notes: str = "") 
     if "mine" in by_stage:
         sections.append(_rules(by_stage["mine"].details.get("top_rules", [])))
     log_path = f"{root.model}/training_log.csv"
-    if "train" in by_stage and io_.exists(log_path):
+    if "train" in by_stage and fs.exists(log_path):
         from dlspark.train.driver import read_log
-        from dlspark.train.stage import plot_training
 
         plot_training(read_log(log_path), f"{out}/training.png")
         sections.append(_image("Training curves", "training.png"))
@@ -64,7 +43,7 @@ def write_run_report(reports: list[StageReport], root: Layout, notes: str = "") 
         sections.append(_evaluation(evaluation))
         sections.append(_figure(out, "evaluation.png", "Model against the baselines", _evaluation_bars(evaluation)))
         if "promotion" in by_stage["evaluate"].details:
-            from dlspark.train.registry import describe
+            from dlspark.train.versions import describe
 
             entry = by_stage["evaluate"].details["promotion"]
             sections.append(f"<p>Model {entry['version']}: {html.escape(describe(entry))}</p>")
@@ -72,7 +51,7 @@ def write_run_report(reports: list[StageReport], root: Layout, notes: str = "") 
     if notes:
         sections.append(f"<h2>Notes</h2><pre>{html.escape(notes)}</pre>")
     page = _PAGE.format(run=run, root=html.escape(root.root), body="\n".join(sections))
-    io_.write_bytes(f"{out}/index.html", page.encode())
+    fs.write_bytes(f"{out}/index.html", page.encode())
     return f"{out}/index.html"
 
 

@@ -14,53 +14,61 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from dlspark import layout as io_
+from dlspark import fs
 from dlspark.config import PipelineConfig
 from dlspark.errors import DlsparkError
-from dlspark.layout import Layout
 from dlspark.runlock import RunLockedError, run_lock
+from dlspark.stage import Registry
+from dlspark.stages import STAGES
 
 log = logging.getLogger(__name__)
 
-ETL = ["ingest", "clean", "dedup"]
 RunDay = Callable[[list[str], PipelineConfig], None]
 
 
 def state_path(cfg: PipelineConfig) -> str:
-    return Layout.at(cfg.data.root).path("schedule.json")
+    return cfg.data.layout.path("schedule.json")
 
 
 def for_day(cfg: PipelineConfig, day: str) -> PipelineConfig:
     return cfg.for_day(dt.date.fromisoformat(day))
 
 
-def due_days(cfg: PipelineConfig, since: str | None, until: str) -> list[tuple[str, str]]:
+def due_days(cfg: PipelineConfig, since: str | None, until: str, registry: Registry = STAGES) -> list[tuple[str, str]]:
     """(day, fingerprint of its raw files) for every day in [since, until] whose files its last run did not see."""
     from dlspark.pipeline import input_fingerprints
     from dlspark.stages.ingest import raw_days
 
+    first = registry[registry.names[0]]
     state = _state(cfg)
     due = []
-    for day in raw_days(cfg, Layout.at(cfg.data.root)):
+    for day in raw_days(cfg):
         if (since and day < since) or day > until:
             continue
-        raw = input_fingerprints("ingest", for_day(cfg, day))["raw"]
+        raw = input_fingerprints(first, for_day(cfg, day), registry)["raw"]
         last = state.get(day, {})
         if last.get("raw") != raw or last.get("status") == "error":
             due.append((day, raw))
     return due
 
 
-def run_due(cfg: PipelineConfig, run_day: RunDay, stages: list[str], since: str | None, until: str) -> list[str]:
-    """Run every due day in order under the data root's lock; return the days run. A day whose data is unusable
-    is recorded as failed (and not retried until its files change); any other failure stops the pass, to be
-    retried by the next one."""
+def run_due(
+    cfg: PipelineConfig,
+    run_day: RunDay,
+    since: str | None,
+    until: str,
+    registry: Registry = STAGES,
+) -> list[str]:
+    """Run every due day in order under the data root's lock; return the days run. Catch-up days run the daily
+    stages (those partitioned by day: registry.daily()), the last due day runs them all. A day whose data is
+    unusable is recorded as failed (and not retried until its files change); any other failure stops the pass,
+    to be retried by the next one."""
     with run_lock(cfg.data.root):
-        due = due_days(cfg, since, until)
+        due = due_days(cfg, since, until, registry)
         if not due:
             log.info("schedule: nothing due (every day up to %s has run on its current files)", until)
         for position, (day, raw) in enumerate(due):
-            names = stages if position == len(due) - 1 else [s for s in stages if s in ETL]
+            names = registry.names if position == len(due) - 1 else registry.daily()
             log.info("schedule: %s (%d of %d due): %s", day, position + 1, len(due), ", ".join(names))
             try:
                 run_day(names, for_day(cfg, day))
@@ -77,7 +85,6 @@ def run_due(cfg: PipelineConfig, run_day: RunDay, stages: list[str], since: str 
 def loop(
     cfg: PipelineConfig,
     run_day: RunDay,
-    stages: list[str],
     since: str | None,
     until: str | None,
     every_s: float,
@@ -89,7 +96,7 @@ def loop(
         last = until or (dt.datetime.now(dt.UTC).date() - dt.timedelta(days=1)).isoformat()
         try:
             try:
-                run_due(cfg, run_day, stages, since, last)
+                run_due(cfg, run_day, since, last)
             finally:
                 after_pass()
         except RunLockedError as err:
@@ -105,10 +112,10 @@ def loop(
 
 def _state(cfg: PipelineConfig) -> dict[str, Any]:
     """schedule.json: each day's raw fingerprint, outcome and time (empty before the first run)."""
-    return dict(io_.read_json(state_path(cfg))) if io_.exists(state_path(cfg)) else {}
+    return dict(fs.read_json(state_path(cfg))) if fs.exists(state_path(cfg)) else {}
 
 
 def _record(cfg: PipelineConfig, day: str, outcome: dict[str, Any]) -> None:
     state = _state(cfg)
     state[day] = {**outcome, "finished_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds")}
-    io_.replace_json(state_path(cfg), dict(sorted(state.items())))
+    fs.replace_json(state_path(cfg), dict(sorted(state.items())))

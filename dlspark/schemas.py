@@ -11,7 +11,7 @@ from pyspark.sql.types import (
     TimestampType,
 )
 
-# The canonical order-line fields every feed maps onto (README, "Canonical schema").
+# The canonical order-line fields every feed maps onto (docs/stages.md, "Canonical schema").
 CANONICAL_FIELDS = (
     "event_id",
     "order_id",

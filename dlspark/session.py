@@ -38,12 +38,10 @@ def build_session(cfg: SparkConfig) -> SparkSession:
     """Build (or join) the SparkSession described by `cfg`.
 
     In local mode the executors run this very interpreter, so they import the same dlspark, numpy and pyarrow
-    (STACK.md: otherwise they run `python3` from PATH). Under spark-submit its --master is kept.
+    (otherwise they run `python3` from PATH and fail on a missing module). Under spark-submit its --master is kept.
     """
     is_local = cfg.master.startswith("local")
     python = cfg.executor_python or (sys.executable if is_local and not under_spark_submit() else None)
-    if python:
-        os.environ["PYSPARK_PYTHON"] = python
     builder = SparkSession.builder.appName(cfg.app_name)
     if not under_spark_submit():
         builder = builder.master(cfg.master)
@@ -54,12 +52,35 @@ def build_session(cfg: SparkConfig) -> SparkSession:
         settings["spark.driver.extraJavaOptions"] = f"-Dlog4j2.configurationFile={LOG4J2}"
     for key, value in settings.items():
         builder = builder.config(key, value)
-    spark = builder.getOrCreate()
+    with _executor_python(python):
+        spark = builder.getOrCreate()
     spark.sparkContext.setLogLevel(cfg.log_level)
     if cfg.ship_package:
         spark.sparkContext.addPyFile(_zip_package())
     log.info("Spark %s, master %s, app %s", spark.version, spark.sparkContext.master, spark.sparkContext.appName)
     return spark
+
+
+@contextmanager
+def _executor_python(python: str | None) -> Iterator[None]:
+    """PYSPARK_PYTHON set to `python` while the SparkContext starts, then as it was.
+
+    PySpark 3.5 takes the executors' Python (SparkContext.pythonExec) from this variable alone, when the context
+    starts; `spark.pyspark.python` is passed too, for the executors' side. The caller's environment is left as
+    it was found.
+    """
+    if python is None:
+        yield
+        return
+    before = os.environ.get("PYSPARK_PYTHON")
+    os.environ["PYSPARK_PYTHON"] = python
+    try:
+        yield
+    finally:
+        if before is None:
+            os.environ.pop("PYSPARK_PYTHON", None)
+        else:
+            os.environ["PYSPARK_PYTHON"] = before
 
 
 @contextmanager

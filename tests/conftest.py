@@ -1,9 +1,15 @@
-"""One local SparkSession for the whole suite, built by dlspark's own factory, and small shared demo data."""
+"""One local SparkSession for the whole suite, built by dlspark's own factory, small shared demo data, and helpers.
+
+Fixtures that build data (demo, trained) are read by tests, never changed: a test that changes data works on a copy.
+"""
 
 from __future__ import annotations
 
+import os
+import shutil
 import socket
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -13,6 +19,23 @@ from dlspark.config import PipelineConfig, SparkConfig, load_config
 from dlspark.session import build_session
 
 REPO = Path(__file__).resolve().parents[1]
+BIN = Path(sys.executable).parent  # the environment's scripts: dlspark, spark-submit, spark-class
+# A loaded machine makes everything slower: every time limit in the suite is multiplied by this factor.
+TIMEOUT_FACTOR = float(os.environ.get("DLSPARK_TEST_TIMEOUT_FACTOR", "1"))
+# Small shards and two epochs: the settings of the tests that run the whole pipeline.
+SMALL = ["shards.test_days=1", "shards.val_days=1", "train.epochs=2", "shards.rows_per_row_group=1024"]
+
+
+def limit(seconds: float) -> float:
+    """A time limit scaled by DLSPARK_TEST_TIMEOUT_FACTOR: a bound on waiting for a condition, never a wait."""
+    return seconds * TIMEOUT_FACTOR
+
+
+def mtimes(root: Path) -> dict[str, float]:
+    """Modification times of every file below `root` but the raw feeds (to show that a run wrote nothing)."""
+    return {str(p): p.stat().st_mtime for p in root.rglob("*") if p.is_file() and "raw" not in p.parts}
+
+
 TEST_SPARK = SparkConfig(
     master="local[2]",
     app_name="dlspark-tests",
@@ -30,6 +53,25 @@ def make_config(root: Path | str, *overrides: str) -> PipelineConfig:
     return load_config(REPO / "conf" / "local.yaml", [f"data.root={root}", *overrides])
 
 
+def copy_of(cfg: PipelineConfig, target: Path) -> PipelineConfig:
+    """A copy of a fixture's data root at `target` (files keep their times, so its stages stay up to date), and
+    the fixture's configuration pointed at it: for a test that changes data a shared fixture holds."""
+    shutil.copytree(cfg.data.root, target)
+    return cfg.model_copy(update={"data": cfg.data.model_copy(update={"root": str(target)})})
+
+
+# Fixtures that run most of the pipeline (training included): a test that uses one is an integration test.
+HEAVY_FIXTURES = {"trained", "piped", "daily", "barrier_root"}
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark as `integration` every test that uses a heavy fixture (the others are marked where they are written:
+    those that start processes of their own); `./dev test --fast` leaves them out."""
+    for item in items:
+        if HEAVY_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.integration)
+
+
 @pytest.fixture(scope="session")
 def spark():
     session = build_session(TEST_SPARK)
@@ -40,7 +82,7 @@ def spark():
 @pytest.fixture(scope="session")
 def demo(spark, tmp_path_factory):
     """Demo data generated once, with every ETL stage run over it: (config, {stage: report})."""
-    from dlspark.generate import generate
+    from dlspark.demo.generate import generate
     from dlspark.pipeline import run_stages
 
     root = tmp_path_factory.mktemp("demo")
@@ -53,8 +95,8 @@ def demo(spark, tmp_path_factory):
 @pytest.fixture(scope="session")
 def trained(spark, tmp_path_factory):
     """Demo data of 6 days through the ETL stages, shards (3 training days, 1 val, 2 test) and driver training."""
-    from dlspark.generate import generate
-    from dlspark.pipeline import run_stage, run_stages
+    from dlspark.demo.generate import generate
+    from dlspark.pipeline import run_stages
 
     root = tmp_path_factory.mktemp("trained")
     cfg = make_config(
@@ -68,7 +110,7 @@ def trained(spark, tmp_path_factory):
     )
     generate(spark, cfg.generate, cfg.data.root)
     reports = run_stages(["ingest", "clean", "dedup", "shards"], spark, cfg)
-    reports.append(run_stage("train", None, cfg))
+    reports += run_stages(["train", "evaluate"], None, cfg)
     return cfg, {report.stage: report for report in reports}
 
 
@@ -80,6 +122,7 @@ def free_port() -> int:
 
 def wait_for_port(port: int, process, seconds: float = 60) -> None:
     """Wait until something listens on 127.0.0.1:port, failing if `process` exits first."""
+    seconds = limit(seconds)
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
         assert process.poll() is None, "a Spark daemon exited during start-up"
@@ -96,7 +139,7 @@ def stop_processes(processes) -> None:
         process.terminate()
     for process in processes:
         try:
-            process.wait(timeout=30)
+            process.wait(timeout=limit(30))
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()

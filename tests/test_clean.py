@@ -7,9 +7,9 @@ import pytest
 from pyspark.sql import functions as F
 
 from conftest import make_config
+from dlspark.cleaning import clean, normalise_name
+from dlspark.quarantine import REASON
 from dlspark.schemas import INGESTED
-from dlspark.stages.clean import clean, normalise_name
-from dlspark.stages.common import REASON
 
 CFG = make_config("/unused", "clean.max_quantity=100", "clean.max_unit_price=500")
 GOOD = {

@@ -94,7 +94,7 @@ def test_missing_config_file_is_named(tmp_path):
 def test_missing_raw_directory_names_the_feed_key(tmp_path):
     cfg = make_config(tmp_path)
     with pytest.raises(ConfigError, match=r"feeds\.tills\.path: .*/raw/tills does not exist"):
-        check_inputs(cfg, Layout.at(cfg.data.root))
+        check_inputs(cfg)
 
 
 def test_layout_makes_local_roots_absolute_and_keeps_uris(tmp_path, monkeypatch):

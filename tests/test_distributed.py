@@ -14,10 +14,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import REPO, make_config
+from conftest import REPO, limit, make_config
 from dlspark.errors import DlsparkError
 from dlspark.layout import Layout
-from dlspark.train.data import Manifest, petastorm_dataset
+from dlspark.manifest import Manifest
+from dlspark.train.data import petastorm_dataset
 from dlspark.train.distributed import ClusterError, check_settings, plan_steps, spark_seconds
 
 BIN = Path(sys.executable).parent
@@ -83,22 +84,22 @@ def test_settings_barrier_mode_cannot_run_with_are_named():
 
 
 def test_too_few_task_slots_fail_before_any_task_starts(spark, barrier_root):
-    from dlspark.train.distributed import train_barrier
+    from dlspark.pipeline import run_stage
 
     cfg = make_config(barrier_root, *BARRIER, "train.workers=3", "train.slots_wait_s=0")
     started = time.monotonic()
     with pytest.raises(ClusterError, match=r"needs 3 free task slots at once and the cluster has 2.*local\[N\]"):
-        train_barrier(spark, cfg)
-    assert time.monotonic() - started < 10 and not (barrier_root / "model").exists()
+        run_stage("train", spark, cfg)
+    assert time.monotonic() - started < limit(10) and not (barrier_root / "model").exists()
 
 
 def test_two_workers_train_in_step_and_match_the_driver_trainer(spark, trained, barrier_root):
-    from dlspark.pipeline import run_stage
+    from dlspark.pipeline import run_stages
 
     _, driver_reports = trained
     cfg = make_config(barrier_root, *BARRIER)
     with WorkerLines() as lines:
-        report = run_stage("train", spark, cfg)
+        report, evaluated = run_stages(["train", "evaluate"], spark, cfg)
     workers = report.details["workers_results"]
     assert [w["rank"] for w in workers] == [0, 1]
     assert workers[0]["model"] == str(barrier_root / "_staging" / "train" / "model" / "model.keras")  # then published
@@ -113,15 +114,15 @@ def test_two_workers_train_in_step_and_match_the_driver_trainer(spark, trained, 
         assert [int(row["epoch"]) for row in csv.DictReader(src)] == list(range(len(history)))
     assert (barrier_root / "model" / "serving" / "saved_model.pb").is_file()
     assert not (barrier_root / "model" / "checkpoint").exists()
-    barrier = report.details["evaluation"]["metrics"]
-    driver = driver_reports["train"].details["evaluation"]["metrics"]
+    barrier = evaluated.details["evaluation"]["metrics"]
+    driver = driver_reports["evaluate"].details["evaluation"]["metrics"]
     for metric in ("hit@1", "hit@10", "mrr@10"):
         assert abs(barrier["model"][metric] - driver["model"][metric]) < 0.03, metric
     assert barrier["model"]["mrr@10"] > barrier["rules"]["mrr@10"]
     assert report.details["launch_seconds"]["first_step"] > report.details["launch_seconds"]["started"] > 0
 
 
-@pytest.mark.slow
+@pytest.mark.integration
 def test_a_worker_killed_mid_epoch_is_resubmitted_and_the_run_ends_with_every_epoch(spark, barrier_root, caplog):
     from dlspark.pipeline import run_stage
 
@@ -159,7 +160,7 @@ def test_barrier_mode_without_dlspark_on_the_executors_says_which_python_to_fix(
         cwd=tmp_path,
         capture_output=True,
         text=True,
-        timeout=300,
+        timeout=limit(300),
     )
     assert result.returncode == 2, result.stderr[-3000:]
     assert "the executors' Python cannot import dlspark" in result.stderr
@@ -175,12 +176,24 @@ def test_digests_differ_when_weights_do():
     assert weights_digest(weights) == weights_digest([w.copy() for w in weights]) != weights_digest(changed)
 
 
-def test_a_failed_barrier_job_is_reported_by_the_workers_own_words():
+def test_a_failed_barrier_job_is_reported_by_the_first_failed_workers_own_words():
     from dlspark.train.distributed import failure_reason
+    from dlspark.train.results import WorkerFailure
 
     java = (
         "An error occurred while calling o123.collect.\n: org.apache.spark.SparkException: Job aborted\n"
-        "RuntimeError: dlspark training worker 1 was killed by SIGKILL; its last lines:\nINFO epoch 1/3"
+        "org.apache.spark.api.python.PythonException: Traceback (most recent call last):\n"
+        "dlspark.train.task.WorkerFailedError: dlspark training worker 1 was killed by SIGKILL; its last lines:\n"
+        "INFO epoch 1/3"
     )
-    assert failure_reason(RuntimeError(java)) == "dlspark training worker 1 was killed by SIGKILL"
+    killed = WorkerFailure(1, -9, "was killed by SIGKILL", "", "INFO epoch 1/3\n")
+    broken = WorkerFailure(0, 1, "exited with code 1", "InternalError: collective ops failed", "")
+    assert failure_reason(RuntimeError(java), [killed, broken]) == "dlspark training worker 1 was killed by SIGKILL"
+    assert failure_reason(RuntimeError(java), [broken]) == (
+        "dlspark training worker 0 exited with code 1: InternalError: collective ops failed"
+    )
+    lost = "Job aborted due to stage failure\norg.apache.spark.SparkException: Executor lost (heartbeat timed out)"
+    assert (
+        failure_reason(RuntimeError(lost), []) == "org.apache.spark.SparkException: Executor lost (heartbeat timed out)"
+    )
     assert isinstance(ClusterError("x"), DlsparkError)

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from conftest import REPO, free_port, stop_processes, wait_for_port
+from conftest import REPO, free_port, limit, stop_processes, wait_for_port
 
 SCRIPTS = REPO / "docker"
 
@@ -31,7 +31,7 @@ def test_every_service_runs_a_script_of_the_image_shares_one_volume_and_publishe
     assert "java17-python3" in (REPO / "Dockerfile").read_text()
 
 
-@pytest.mark.slow
+@pytest.mark.integration
 def test_the_compose_services_scripts_run_the_pipeline_on_a_master_and_two_workers(tmp_path):
     data = tmp_path / "data"
     master_port, master_ui = free_port(), free_port()
@@ -87,7 +87,7 @@ def test_the_compose_services_scripts_run_the_pipeline_on_a_master_and_two_worke
             env=env,
             capture_output=True,
             text=True,
-            timeout=540,
+            timeout=limit(540),
         )
         (tmp_path / "submit.log").write_text(result.stderr + "\n=== stdout\n" + result.stdout)
         assert result.returncode == 0, result.stderr[-4000:] + result.stdout[-2000:]
@@ -114,6 +114,6 @@ def test_the_compose_services_scripts_run_the_pipeline_on_a_master_and_two_worke
 
 
 def _output(stage: str) -> Path:
-    from dlspark.pipeline import OUTPUTS
+    from dlspark.stages import STAGES
 
-    return Path(OUTPUTS[stage][0])
+    return Path(STAGES[stage].writes[0])

@@ -4,7 +4,7 @@ import itertools
 
 import numpy as np
 
-from dlspark.fpm import mine_group
+from dlspark.mining.fpgrowth import mine_group
 
 
 def brute_force(transactions, min_count, max_length):

@@ -7,8 +7,9 @@ import json
 import pytest
 
 from conftest import make_config
+from dlspark.demo.feeds import BAD_KINDS
+from dlspark.demo.generate import generate
 from dlspark.errors import InputError
-from dlspark.generate import BAD_KINDS, generate
 
 
 def fingerprint(root):

@@ -6,8 +6,8 @@ import pytest
 
 from conftest import make_config
 from dlspark.errors import InputError
+from dlspark.pipeline import run_stage
 from dlspark.schemas import QUARANTINE
-from dlspark.stages import ingest
 
 TILLS_HEADER = "line_id,receipt_no,store_id,loyalty_card,plu,description,dept,qty,price,sold_at\n"
 GOOD_TILL = "E1,O1,S01,C1,T100,WHOLE MILK 1 L,DAIRY,2,1.20,05/01/2026 10:00:00\n"
@@ -35,7 +35,7 @@ def write_raw(root, tills_lines=(), web_lines=(), day="2026-01-05"):
 
 def run_ingest(spark, root):
     cfg = make_config(root)
-    report = ingest.run(spark, cfg)
+    report = run_stage("ingest", spark, cfg)
     ingested = spark.read.parquet(str(root / "ingested"))
     # with its schema: a quarantine with no rows has no data file to take one from
     quarantine = spark.read.schema(QUARANTINE).parquet(str(root / "quarantine" / "stage=ingest"))
@@ -108,7 +108,7 @@ def test_a_feed_added_by_configuration_alone_is_ingested(spark, tmp_path):
         "feeds.marketplace={format: parquet, path: marketplace, time_format: 'yyyy-MM-dd HH:mm:ss', columns: "
         "{event_id: id, order_id: ord, product_id: item, quantity: units, unit_price: amount, event_time: at}}"
     )
-    report = ingest.run(spark, make_config(tmp_path, feed))
+    report = run_stage("ingest", spark, make_config(tmp_path, feed))
     rows = spark.read.parquet(str(tmp_path / "ingested")).where("feed = 'marketplace'").collect()
     assert [(r.event_id, r.order_id, r.product_id, r.quantity, r.customer_id, str(r.date)) for r in rows] == [
         ("M1", "MO1", "MP-1", "2", None, "2026-01-06")
@@ -119,7 +119,7 @@ def test_a_feed_added_by_configuration_alone_is_ingested(spark, tmp_path):
 def test_feeds_with_no_records_at_all_stop_with_a_clear_message(spark, tmp_path):
     write_raw(tmp_path)
     with pytest.raises(InputError, match="no records found"):
-        ingest.run(spark, make_config(tmp_path))
+        run_stage("ingest", spark, make_config(tmp_path))
 
 
 def test_a_day_of_only_bad_records_runs_through_every_stage_and_quarantines_them_all(spark, tmp_path):

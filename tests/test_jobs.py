@@ -7,14 +7,14 @@ from pathlib import Path
 
 import pytest
 
-from conftest import REPO
+from conftest import REPO, limit
 
 BIN = Path(sys.executable).parent
 
 
 def run(args, **kwargs):
     env = {**os.environ, "PYSPARK_PYTHON": sys.executable}
-    return subprocess.run(args, cwd=REPO, env=env, capture_output=True, text=True, timeout=600, **kwargs)
+    return subprocess.run(args, cwd=REPO, env=env, capture_output=True, text=True, timeout=limit(600), **kwargs)
 
 
 def test_a_bad_config_key_fails_fast_with_its_name_and_no_traceback():

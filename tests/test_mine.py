@@ -13,8 +13,8 @@ from mlxtend.frequent_patterns import fpgrowth as mlx_fpgrowth
 
 from conftest import make_config
 from dlspark.errors import InputError
-from dlspark.recommend import recommend_from_rules, recommend_popular
-from dlspark.stages.mine import association_rules, check_minable, frequent_itemsets, item_counts, itemset_bound
+from dlspark.mining.itemsets import association_rules, check_minable, frequent_itemsets, item_counts, itemset_bound
+from dlspark.mining.recommend import recommend_from_rules, recommend_popular
 
 MINING = make_config("/unused").mining
 
@@ -173,7 +173,7 @@ def test_the_planted_groups_are_found_as_frequent_itemsets(spark, demo):
 def test_the_window_keeps_the_last_days_up_to_the_end_date(spark):
     import datetime as dt
 
-    from dlspark.stages.mine import select_window
+    from dlspark.mining.itemsets import select_window
 
     events = spark.createDataFrame([(dt.date(2026, 1, d),) for d in range(1, 11)], "date date")
     kept, start, end = select_window(events, 3)

@@ -12,66 +12,98 @@ from pathlib import Path
 
 import pytest
 
-from conftest import REPO, make_config
-from dlspark.cli import PIPELINE
+from conftest import BIN, REPO, SMALL, copy_of, limit, make_config, mtimes
 from dlspark.layout import Layout
-from dlspark.pipeline import recover, run_pipeline
-
-BIN = Path(sys.executable).parent
-SMALL = ["shards.test_days=1", "shards.val_days=1", "train.epochs=2", "shards.rows_per_row_group=1024"]
-
-
-def mtimes(root: Path) -> dict[str, float]:
-    return {str(p): p.stat().st_mtime for p in root.rglob("*") if p.is_file() and "raw" not in p.parts}
+from dlspark.pipeline import run_pipeline
+from dlspark.publish import recover
+from dlspark.stages import STAGES
 
 
 @pytest.fixture(scope="module")
 def piped(spark, tmp_path_factory):
     """A small generated data set through every stage of the pipeline: (config, reports)."""
-    from dlspark.generate import generate
+    from dlspark.demo.generate import generate
 
     root = tmp_path_factory.mktemp("piped")
     cfg = make_config(root, "generate.orders=900", "generate.days=4", "generate.seed=3", *SMALL)
     generate(spark, cfg.generate, cfg.data.root)
-    return cfg, run_pipeline(PIPELINE, spark, cfg)
+    return cfg, run_pipeline(STAGES.names, spark, cfg)
 
 
 def test_a_first_run_runs_and_publishes_every_stage_with_its_manifest(piped):
     cfg, reports = piped
     root = Path(cfg.data.root)
-    assert [r.stage for r in reports] == PIPELINE and not any(r.skipped for r in reports)
+    assert [r.stage for r in reports] == STAGES.names and not any(r.skipped for r in reports)
     assert not any((root / "_staging").iterdir())  # everything published, nothing left half-way
     events = json.loads((root / "events" / "_report.json").read_text())
     assert events["output"] == str(root / "events")  # the published path, not the staging one
     assert set(events["inputs"]) == {"clean"} and len(events["settings_hash"]) == 16
     assert events["code_version"] and events["started_at"] and events["rows_out"] > 0
     assert (root / "products" / "_SUCCESS").exists() and (root / "model" / "evaluation.json").exists()
-    assert "evaluation" not in reports[PIPELINE.index("train")].details  # left to the evaluate stage
+    assert "evaluation" not in reports[STAGES.names.index("train")].details  # left to the evaluate stage
     assert reports[-1].details["evaluation"]["examples"] > 0
 
 
 def test_a_rerun_with_the_same_inputs_and_settings_skips_every_stage_and_writes_nothing(spark, piped):
     cfg, _ = piped
     before = mtimes(Path(cfg.data.root))
-    reports = run_pipeline(PIPELINE, spark, cfg)
+    reports = run_pipeline(STAGES.names, spark, cfg)
     assert all(r.skipped for r in reports)
     assert mtimes(Path(cfg.data.root)) == before
 
 
 def test_a_changed_setting_reruns_its_stage_and_every_stage_after_it(spark, piped, tmp_path):
-    cfg, _ = piped
+    cfg = copy_of(piped[0], tmp_path / "copy")
+    assert all(r.skipped for r in run_pipeline(STAGES.names, spark, cfg))  # the copy is as up to date as the fixture
     changed = make_config(cfg.data.root, *SMALL, "mining.min_support=0.02")
-    reports = run_pipeline(PIPELINE, spark, changed)
+    reports = run_pipeline(STAGES.names, spark, changed)
     assert [r.stage for r in reports if r.skipped] == ["ingest", "clean", "dedup"]
     assert json.loads((Path(cfg.data.root) / "mining" / "_report.json").read_text())["details"]["min_count"] > 0
-    reports = run_pipeline(PIPELINE, spark, cfg)  # back to the fixture's settings for the other tests
+    reports = run_pipeline(STAGES.names, spark, cfg)  # back to the first settings: those stages run again
     assert [r.stage for r in reports if not r.skipped] == ["mine", "shards", "train", "evaluate"]
 
 
-def test_force_reruns_a_stage_that_is_up_to_date(spark, piped):
-    cfg, _ = piped
+def test_force_reruns_a_stage_that_is_up_to_date(spark, piped, tmp_path):
+    cfg = copy_of(piped[0], tmp_path / "copy")
     (report,) = run_pipeline(["mine"], spark, cfg, force=True)
     assert not report.skipped and report.rows_out > 0
+    published = json.loads((Path(cfg.data.root) / "mining" / "_report.json").read_text())
+    assert published["started_at"] == report.started_at and published["rows_out"] == report.rows_out
+
+
+def count_orders(ctx):
+    """A stage that is not in dlspark: orders and lines per day, from the published events."""
+    from pyspark.sql import functions as F
+
+    from dlspark.datasets import published_events
+
+    events = published_events(ctx.spark, ctx.layout)
+    per_day = events.groupBy("date").agg(F.countDistinct("order_id").alias("orders"), F.count(F.lit(1)).alias("lines"))
+    per_day.write.mode("overwrite").parquet(ctx.output("orders_per_day"))
+    lines = events.count()
+    return ctx.new_report(rows_in=lines, rows_out=lines, details={"days": per_day.count()})
+
+
+def test_a_stage_added_to_the_registry_runs_through_the_pipeline(spark, piped, tmp_path):
+    from dlspark.stage import Stage
+
+    cfg = copy_of(piped[0], tmp_path / "copy")
+    toy = Stage(
+        "orders_per_day", count_orders, help="orders and lines per day", reads=("events",), writes=("orders_per_day",)
+    )
+    registry = STAGES.plus(toy, after="dedup")
+    assert registry.names == ["ingest", "clean", "dedup", "orders_per_day", "mine", "shards", "train", "evaluate"]
+    reports = run_pipeline(registry.names, spark, cfg, registry=registry)
+    assert [r.stage for r in reports if not r.skipped] == ["orders_per_day"]  # the others are up to date
+    root = Path(cfg.data.root)
+    per_day = spark.read.parquet(str(root / "orders_per_day"))
+    events = spark.read.parquet(str(root / "events"))
+    assert per_day.count() == events.select("date").distinct().count() == 4
+    assert per_day.groupBy().sum("lines").first()[0] == events.count() == reports[3].rows_out
+    manifest = json.loads((root / "orders_per_day" / "_report.json").read_text())
+    assert manifest["stage"] == "orders_per_day" and set(manifest["inputs"]) == {"events"}
+    assert not any((root / "_staging").iterdir())  # published by rename, like every stage
+    assert all(r.skipped for r in run_pipeline(registry.names, spark, cfg, registry=registry))
 
 
 def test_the_run_report_is_a_page_with_every_stage_its_figures_and_the_evaluation(piped):
@@ -94,7 +126,7 @@ def test_the_run_report_is_a_page_with_every_stage_its_figures_and_the_evaluatio
     assert {"records.png", "quarantine.png", "training.png", "evaluation.png", "seconds.png"} <= set(images)
     for image in images:
         assert (page.parent / image).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    for stage in PIPELINE:
+    for stage in STAGES.names:
         assert f'<td class="text">{stage}</td>' in text
     mined = next(r for r in reports if r.stage == "mine")
     top = mined.details["top_rules"][0]["consequent_names"][0]
@@ -134,7 +166,7 @@ def test_the_stage_order_is_checked_before_anything_runs(tmp_path):
     assert result.returncode == 2 and "--from train comes after --to clean" in result.stderr
 
 
-@pytest.mark.slow
+@pytest.mark.integration
 def test_a_run_killed_inside_each_stage_in_turn_ends_with_the_outputs_of_an_uninterrupted_run(spark, piped, tmp_path):
     """SIGKILL (the driver's whole process group: Python, the JVM, Spark's workers) inside ingest, then inside clean
     in the rerun, and so on through evaluate; a last rerun finishes. The reference is the fixture's uninterrupted run
@@ -147,15 +179,18 @@ def test_a_run_killed_inside_each_stage_in_turn_ends_with_the_outputs_of_an_unin
     command = [BIN / "dlspark", "pipeline", "--set", f"data.root={root}", "--set", "spark.master=local[2]"]
     command += [a for s in SMALL for a in ("--set", s)]
     env = {**os.environ, "PYSPARK_PYTHON": sys.executable}
-    for stage in PIPELINE:
+    for stage in STAGES.names:
         running = subprocess.Popen(
             command, cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True
         )
         wait_for_output(running, f"stage {stage}: starting")
         if stage == "train":  # after its first epoch's checkpoint, so that the rerun resumes from it
             wait_for_file(root / "_staging" / "train" / "model" / "checkpoint" / "training_metadata.json", running)
-        else:
-            time.sleep(0.1 if stage == "evaluate" else 0.5)  # into the stage's work (evaluate takes about a second)
+        elif stage != "evaluate":  # into the stage's work: it has begun to write its staged output
+            wait_for_file(root / "_staging" / stage / pipeline_output(stage), running)
+        # (evaluate is killed as it starts: it loads the model, then writes one small file at its very end)
+        assert running.poll() is None, f"the run ended before it could be killed inside {stage}"
+        assert not (root / "_staging" / stage / "_publish.json").exists(), f"{stage} had finished its work"
         os.killpg(running.pid, signal.SIGKILL)
         running.wait()
         running.stderr.close()
@@ -179,6 +214,7 @@ def test_a_run_killed_inside_each_stage_in_turn_ends_with_the_outputs_of_an_unin
 
 def wait_for_output(process, text, seconds=240):
     """Read the process's stderr until `text` appears in it."""
+    seconds = limit(seconds)
     seen, deadline = b"", time.monotonic() + seconds
     while text.encode() not in seen:
         assert time.monotonic() < deadline, f"no {text!r} after {seconds} s: {seen[-2000:]!r}"
@@ -189,7 +225,9 @@ def wait_for_output(process, text, seconds=240):
 
 
 def wait_for_file(path, process, seconds=240):
-    deadline = time.monotonic() + seconds
+    """Wait until `path` exists, reading the process's stderr meanwhile; fail if the process ends first (the
+    polling interval is 50 ms: far shorter than any stage's writing)."""
+    deadline = time.monotonic() + limit(seconds)
     while not path.exists():
         assert process.poll() is None and time.monotonic() < deadline, f"{path} did not appear"
         if select.select([process.stderr], [], [], 0.05)[0]:
@@ -201,6 +239,5 @@ SPLITS = ("shards/train", "shards/val", "shards/test")
 
 
 def pipeline_output(stage: str) -> str:
-    from dlspark.pipeline import OUTPUTS
 
-    return OUTPUTS[stage][0]
+    return STAGES[stage].writes[0]

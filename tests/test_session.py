@@ -27,5 +27,30 @@ def test_the_shipped_package_imports_from_the_zip_alone(tmp_path):
     assert archive in result.stdout
 
 
-def test_spark_logging_config_ships_with_the_package():
-    assert LOG4J2.startswith("file:") and LOG4J2.endswith("/dlspark/log4j2.properties")
+def test_sessions_log_through_the_packaged_log4j2_config(spark):
+    """The factory points the driver's JVM at the log4j2 file inside the installed package, and the file is there."""
+    from pathlib import Path
+    from urllib.parse import urlparse
+
+    options = spark.sparkContext.getConf().get("spark.driver.extraJavaOptions") or ""
+    assert f"-Dlog4j2.configurationFile={LOG4J2}" in options
+    config = Path(urlparse(LOG4J2).path)
+    assert config.parent == Path(__import__("dlspark").__file__).parent
+    assert "rootLogger.level" in config.read_text()
+
+
+def test_the_executors_python_is_set_only_while_the_context_starts(spark, monkeypatch):
+    """pyspark reads PYSPARK_PYTHON when the context starts; the factory puts the caller's value back after."""
+    import os
+
+    from dlspark.session import _executor_python
+
+    assert spark.sparkContext.pythonExec == sys.executable
+    monkeypatch.setenv("PYSPARK_PYTHON", "/callers/python")
+    with _executor_python("/executors/python"):
+        assert os.environ["PYSPARK_PYTHON"] == "/executors/python"
+    assert os.environ["PYSPARK_PYTHON"] == "/callers/python"
+    monkeypatch.delenv("PYSPARK_PYTHON")
+    with _executor_python("/executors/python"):
+        assert os.environ["PYSPARK_PYTHON"] == "/executors/python"
+    assert "PYSPARK_PYTHON" not in os.environ

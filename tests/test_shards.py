@@ -10,9 +10,10 @@ from pyspark.sql import functions as F
 
 from conftest import make_config
 from dlspark.errors import InputError
+from dlspark.manifest import PAD, UNKNOWN
+from dlspark.pipeline import run_stage
 from dlspark.schemas import EVENTS
-from dlspark.stages import shards
-from dlspark.stages.shards import PAD, UNKNOWN, assign_splits, orders
+from dlspark.stages.shards import assign_splits, orders
 
 DAY = dt.date(2026, 3, 1)
 
@@ -84,7 +85,7 @@ def small(spark, tmp_path_factory):
     cfg = make_config(
         root, "shards.test_days=1", "shards.val_days=1", "shards.max_items=3", "mining.min_support=0.2", "shards.seed=1"
     )
-    report = shards.run(spark, cfg)
+    report = run_stage("shards", spark, cfg)
     manifest = json.loads((root / "shards" / "manifest.json").read_text())
     return root, report, manifest
 
@@ -135,7 +136,8 @@ def test_inputs_are_padded_and_truncated_to_the_width_and_files_hold_the_counted
 def test_an_unchanged_input_and_configuration_give_the_same_fingerprint_and_bytes(small, spark):
     root, _, manifest = small
     before = {p.name: p.read_bytes() for p in (root / "shards" / "train").glob("*.parquet")}
-    shards.run(
+    run_stage(
+        "shards",
         spark,
         make_config(
             root,

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from dlspark import truth
+from dlspark.demo import truth
 from dlspark.layout import Layout
 
 EVENT_ID = re.compile(r"E\d{9}-\d{2}")

@@ -17,13 +17,15 @@ from pyspark.ml.functions import vector_to_array
 from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 
-from dlspark import layout as io_
-from dlspark.config import DedupConfig, PipelineConfig
+from dlspark import fs
+from dlspark.config import DedupConfig
+from dlspark.datasets import DATASETS, read_parquet
 from dlspark.errors import AccountingError
-from dlspark.layout import DATASETS, Layout
+from dlspark.frames import one_row, require_columns
+from dlspark.layout import Layout
 from dlspark.report import StageReport
 from dlspark.schemas import CLEAN, EVENTS, PRODUCTS
-from dlspark.stages.common import one_row, read_parquet, require_columns
+from dlspark.stage import StageContext
 
 log = logging.getLogger(__name__)
 
@@ -204,15 +206,16 @@ def resolve_products(products: DataFrame, cfg: DedupConfig) -> tuple[DataFrame, 
     return resolved, stats
 
 
-def run(spark: SparkSession, cfg: PipelineConfig) -> StageReport:
+def run(ctx: StageContext) -> StageReport:
     """clean/ -> events/ (one row per event, with its canonical product) + products/.
 
     With data.date (a daily run) only that day's clean rows become events: those delivered on an earlier day
     are replays of it and are removed; products/ is resolved again over the events of every day.
     """
-    root = Layout.of(cfg.data)
-    report = StageReport("dedup", output=root.events)
-    clean = read_parquet(spark, root.clean, CLEAN, DATASETS["clean"])
+    spark, cfg = ctx.spark, ctx.cfg
+    events_path, products_path = ctx.output("events"), ctx.output("products")
+    report = ctx.new_report()
+    clean = read_parquet(spark, ctx.input("clean"), CLEAN, DATASETS["clean"])
     day = cfg.data.date
     if day is not None:
         earlier = clean.where(F.col("date") < F.lit(day)).select("event_id")
@@ -234,21 +237,21 @@ def run(spark: SparkSession, cfg: PipelineConfig) -> StageReport:
         )
     )
     unique = firsts.where(~F.col("earlier")).drop("deliveries", "conflicting", "earlier")
-    others = other_days(spark, cfg, day) if day is not None else None
+    others = other_days(spark, ctx.layout, day) if day is not None else None
     sources = unique if others is None else unique.select(*CLEAN.fieldNames()).unionByName(others)
     products, product_stats = resolve_products(source_products(sources), cfg.dedup)
-    products.write.mode("overwrite").parquet(root.products)
+    products.write.mode("overwrite").parquet(products_path)
     mapping = products.select("product_id", "canonical_product_id")
     events = unique.join(mapping, "product_id").select(*EVENTS.fieldNames())
-    events.write.mode("overwrite").partitionBy("date").parquet(root.events)
+    events.write.mode("overwrite").partitionBy("date").parquet(events_path)
     firsts.unpersist()
     events_out = int(replay_stats["events"] or 0)
 
-    report.rows_out = spark.read.schema(EVENTS).parquet(root.events).count()
+    report.rows_out = spark.read.schema(EVENTS).parquet(events_path).count()
     report.removed = {"replays": int(replay_stats["replays"] or 0)}
     if day is not None:
         report.removed["replays_of_earlier_days"] = int(replay_stats["earlier"] or 0)
-    written_products = spark.read.schema(PRODUCTS).parquet(root.products)
+    written_products = spark.read.schema(PRODUCTS).parquet(products_path)
     report.details = {
         "conflicting_replays": int(replay_stats["conflicting"] or 0),
         "source_products": written_products.count(),
@@ -259,7 +262,7 @@ def run(spark: SparkSession, cfg: PipelineConfig) -> StageReport:
     if report.rows_out != events_out or not report.balanced():
         raise AccountingError(
             f"dedup: {report.rows_in} clean rows, {events_out} distinct new events, "
-            f"{report.rows_out} written to {root.events}: {report.to_dict()}"
+            f"{report.rows_out} written to {events_path}: {report.to_dict()}"
         )
     log.info(
         "dedup: %d events, %d replays removed, %d product ids -> %d products",
@@ -271,28 +274,9 @@ def run(spark: SparkSession, cfg: PipelineConfig) -> StageReport:
     return report
 
 
-def published_events(spark: SparkSession, cfg: PipelineConfig) -> DataFrame:
-    """The published events/ (not a staged copy), with every source product mapped by the current products/.
-
-    Daily runs resolve products again each day, and a merge found on a later day may change the canonical id of
-    an earlier day's product: reading through products/ keeps every day's events on the same ids.
-    """
-    root = Layout.at(cfg.data.root)
-    events = read_parquet(spark, root.events, EVENTS, DATASETS["events"])
-    mapping = read_parquet(spark, root.products, PRODUCTS, DATASETS["products"]).select(
-        "product_id", F.col("canonical_product_id").alias("current_id")
-    )
-    return (
-        events.join(F.broadcast(mapping), "product_id", "left")
-        .withColumn("canonical_product_id", F.coalesce("current_id", "canonical_product_id"))
-        .select(*EVENTS.fieldNames())
-    )
-
-
-def other_days(spark: SparkSession, cfg: PipelineConfig, day: dt.date) -> DataFrame | None:
+def other_days(spark: SparkSession, layout: Layout, day: dt.date) -> DataFrame | None:
     """The clean fields of the published events of every day but `day` (None before any day is published)."""
-    root = Layout.at(cfg.data.root)
-    if not io_.exists(root.events):
+    if not fs.exists(layout.events):
         return None
-    events = read_parquet(spark, root.events, EVENTS, DATASETS["events"])
+    events = read_parquet(spark, layout.events, EVENTS, DATASETS["events"])
     return events.where(F.col("date") != F.lit(day)).select(*CLEAN.fieldNames())

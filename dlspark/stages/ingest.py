@@ -16,13 +16,15 @@ from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql.types import StringType, StructField, StructType
 
-from dlspark import layout as io_
+from dlspark import fs
+from dlspark.cleaning import clean
 from dlspark.config import FeedConfig, PipelineConfig
 from dlspark.errors import ConfigError, InputError
-from dlspark.layout import Layout
+from dlspark.frames import first_failing
+from dlspark.quarantine import KEEP_NULLS, REASON, RECORD, split_and_write
 from dlspark.report import StageReport
 from dlspark.schemas import CANONICAL_FIELDS, INGESTED
-from dlspark.stages.common import KEEP_NULLS, REASON, RECORD, first_failing, split_and_write
+from dlspark.stage import StageContext
 
 log = logging.getLogger(__name__)
 
@@ -38,21 +40,17 @@ def source_schema(feed: FeedConfig) -> StructType:
     return StructType([StructField(name, StringType()) for name in names] + [StructField(CORRUPT, StringType())])
 
 
-def feed_path(raw_root: str, feed: FeedConfig, dates: list[str] | None = None) -> list[str]:
+def feed_folder(raw_root: str, feed: FeedConfig, day: dt.date | None = None) -> str:
+    """A feed's folder under raw/, or its folder of one day."""
     base = f"{raw_root}/{feed.path.strip('/')}"
-    return [f"{base}/date={d}" for d in dates] if dates else [base]
+    return f"{base}/date={day.isoformat()}" if day else base
 
 
-def feed_listing(root: Layout, feed: FeedConfig, day: dt.date | None = None) -> list[tuple[str, int, int]]:
-    """Every file of a feed (of one day) as (path under raw/, size, modification time in ns): what ingest's result
-    rests on."""
-    from pyarrow import fs as pafs
-
-    fs, inner = io_.filesystem(feed_path(root.raw, feed, [day.isoformat()] if day else None)[0])
-    if fs.get_file_info(inner).type == pafs.FileType.NotFound:
-        return []
-    files = fs.get_file_info(pafs.FileSelector(inner, recursive=True))
-    return sorted((f.path[len(inner) :], f.size or 0, f.mtime_ns or 0) for f in files if f.type == pafs.FileType.File)
+def raw_listing(cfg: PipelineConfig) -> list[list[tuple[str, int, int]]]:
+    """Every raw file of every feed (of data.date's day, in a daily run) as (path, size, modification time in ns):
+    what ingest's result rests on, fingerprinted in its manifest."""
+    raw = cfg.data.layout.raw
+    return [fs.walk_files(feed_folder(raw, feed, cfg.data.date)) for feed in cfg.feeds.values()]
 
 
 def read_feed(spark: SparkSession, feed: FeedConfig, paths: list[str]) -> DataFrame:
@@ -101,26 +99,26 @@ def to_canonical(raw: DataFrame, feed_name: str, feed: FeedConfig) -> DataFrame:
     ).withColumn("event_id", F.when(F.col(REASON).isNull(), F.col("event_id")))
 
 
-def check_inputs(cfg: PipelineConfig, root: Layout) -> dict[str, FeedConfig]:
+def check_inputs(cfg: PipelineConfig) -> dict[str, FeedConfig]:
     """The feeds to read; fails before any Spark job when they are missing, naming the key or the day to fix.
 
     A daily run (data.date) reads the feeds that have a folder for the day (a feed may have none that day) and
     fails when none has.
     """
-    day = cfg.data.date
+    raw, day = cfg.data.layout.raw, cfg.data.date
     if day is not None:
-        present = {n: f for n, f in cfg.feeds.items() if io_.exists(feed_path(root.raw, f, [day.isoformat()])[0])}
+        present = {n: f for n, f in cfg.feeds.items() if fs.exists(feed_folder(raw, f, day))}
         if not present:
-            folders = ", ".join(feed_path(root.raw, f, [day.isoformat()])[0] for f in cfg.feeds.values())
-            known = raw_days(cfg, root)
+            folders = ", ".join(feed_folder(raw, f, day) for f in cfg.feeds.values())
+            known = raw_days(cfg)
             span = f"{known[0]}..{known[-1]} ({len(known)} days)" if known else "none"
             raise InputError(f"no raw files for {day}: none of {folders} exists; days with raw files: {span}")
         for name in sorted(set(cfg.feeds) - set(present)):
             log.warning("feed %s has no files for %s; reading the other feeds", name, day)
         return present
     for name, feed in cfg.feeds.items():
-        path = feed_path(root.raw, feed)[0]
-        if not io_.exists(path):
+        path = feed_folder(raw, feed)
+        if not fs.exists(path):
             raise ConfigError(
                 f"feeds.{name}.path: {path} does not exist (data.root={cfg.data.root!r}, path={feed.path!r}); "
                 "point data.root at your data, or create demo data with `dlspark generate --out DIR`"
@@ -128,55 +126,51 @@ def check_inputs(cfg: PipelineConfig, root: Layout) -> dict[str, FeedConfig]:
     return dict(cfg.feeds)
 
 
-def raw_days(cfg: PipelineConfig, root: Layout) -> list[str]:
+def raw_days(cfg: PipelineConfig) -> list[str]:
     """Every day (YYYY-MM-DD) that has a date=YYYY-MM-DD folder in at least one feed, in order."""
-    from pyarrow import fs as pafs
-
-    days = set()
-    for feed in cfg.feeds.values():
-        fs, inner = io_.filesystem(feed_path(root.raw, feed)[0])
-        if fs.get_file_info(inner).type == pafs.FileType.Directory:
-            for entry in fs.get_file_info(pafs.FileSelector(inner)):
-                if entry.type == pafs.FileType.Directory and re.fullmatch(r"date=\d{4}-\d{2}-\d{2}", entry.base_name):
-                    days.add(entry.base_name.removeprefix("date="))
+    days = {
+        name.removeprefix("date=")
+        for feed in cfg.feeds.values()
+        for name in fs.subdirectories(feed_folder(cfg.data.layout.raw, feed))
+        if re.fullmatch(r"date=\d{4}-\d{2}-\d{2}", name)
+    }
     return sorted(days)
 
 
-def run(spark: SparkSession, cfg: PipelineConfig) -> StageReport:
+def run(ctx: StageContext) -> StageReport:
     """raw/ -> ingested/ (canonical fields, all strings) + quarantine/stage=ingest/; with data.date, that day only.
 
     A daily run refuses a day none of whose records would survive `clean` before anything is published.
     """
-    root = Layout.of(cfg.data)
-    feeds = check_inputs(cfg, root)
-    dates = [cfg.data.date.isoformat()] if cfg.data.date else None
-    report = StageReport("ingest", output=root.ingested)
+    cfg, spark = ctx.cfg, ctx.spark
+    feeds = check_inputs(cfg)
+    day = cfg.data.date
+    report = ctx.new_report()
     per_feed = []
     for name, feed in feeds.items():
-        raw = read_feed(spark, feed, feed_path(root.raw, feed, dates))
+        raw = read_feed(spark, feed, [feed_folder(ctx.layout.raw, feed, day)])
         rows = raw.count()  # counted on the input itself, so the split below is checked against it
         report.details[f"rows_in.{name}"] = rows
         report.rows_in += rows
         per_feed.append(to_canonical(raw, name, feed))
     if report.rows_in == 0:
         raise InputError(
-            f"no records found under {root.raw} for feeds {list(feeds)}" + (f" on {dates[0]}" if dates else "")
+            f"no records found under {ctx.layout.raw} for feeds {list(feeds)}" + (f" on {day}" if day else "")
         )
     tagged = reduce(DataFrame.unionByName, per_feed)
-    split_and_write(tagged, INGESTED.fieldNames(), root, report)
-    if cfg.data.date:
-        refuse_an_unusable_day(spark, cfg, report)
+    ingested = ctx.output("ingested")
+    split_and_write(tagged, INGESTED.fieldNames(), ingested, ctx.output("quarantine/stage=ingest"), report)
+    if day:
+        refuse_an_unusable_day(spark, cfg, ingested, report)
     return report
 
 
-def refuse_an_unusable_day(spark: SparkSession, cfg: PipelineConfig, report: StageReport) -> None:
+def refuse_an_unusable_day(spark: SparkSession, cfg: PipelineConfig, staged: str, report: StageReport) -> None:
     """Fail, before the day is published, when every one of its records is bad (here or by clean's rules)."""
-    from dlspark.stages.clean import clean
-
-    staged = spark.read.schema(INGESTED).parquet(report.output)
+    rows = spark.read.schema(INGESTED).parquet(staged)
     reasons = {
         row[REASON]: row["n"]
-        for row in clean(staged, cfg).groupBy(REASON).count().withColumnRenamed("count", "n").collect()
+        for row in clean(rows, cfg).groupBy(REASON).count().withColumnRenamed("count", "n").collect()
     }
     if reasons.pop(None, 0):
         return
@@ -184,6 +178,6 @@ def refuse_an_unusable_day(spark: SparkSession, cfg: PipelineConfig, report: Sta
     listed = ", ".join(f"{reason} {n:,}" for reason, n in sorted(found.items(), key=lambda kv: -kv[1]))
     raise InputError(
         f"every one of the {report.rows_in:,} records of {cfg.data.date} is bad ({listed}); nothing was published. "
-        f"Fix or replace the day's files under {Layout.at(cfg.data.root).raw}/<feed>/date={cfg.data.date} and run "
+        f"Fix or replace the day's files under {cfg.data.layout.raw}/<feed>/date={cfg.data.date} and run "
         "the day again"
     )

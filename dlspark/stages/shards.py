@@ -12,7 +12,6 @@ scalar columns a whole column at a time but list columns row by row (benchmarks/
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
 import logging
 import math
 from collections.abc import Callable, Iterable, Iterator
@@ -23,28 +22,21 @@ from pyspark import StorageLevel
 from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 
-from dlspark import layout as io_
-from dlspark.config import PipelineConfig
+from dlspark import fs
+from dlspark.config import PipelineConfig, settings_hash
+from dlspark.datasets import DATASETS, published_events, read_parquet
+from dlspark.digest import short_hash
 from dlspark.errors import AccountingError, InputError
-from dlspark.layout import DATASETS, Layout
-from dlspark.recommend import recommend_from_rules
+from dlspark.manifest import ANONYMOUS, PAD, SPLITS, UNKNOWN, columns, manifest_path
+from dlspark.mining.itemsets import association_rules, check_minable, frequent_itemsets, item_counts, select_window
+from dlspark.mining.recommend import recommend_from_rules
 from dlspark.report import StageReport
 from dlspark.schemas import PRODUCTS
-from dlspark.stages import mine
-from dlspark.stages.common import read_parquet
-from dlspark.stages.dedup import published_events
+from dlspark.stage import StageContext
 
 log = logging.getLogger(__name__)
 
-SPLITS = ("train", "val", "test")
-PAD, UNKNOWN = 0, 1  # product indexes 0 and 1; known products start at 2, most bought first
-ANONYMOUS = 0  # customer index of an order without a customer id; 1 is an unknown customer
 FILE_STATS = "file string, rows long, row_groups array<long>"
-
-
-def columns(prefix: str, width: int) -> list[str]:
-    """The scalar columns that hold a fixed-width array: item_00, item_01, ..."""
-    return [f"{prefix}_{i:02d}" for i in range(width)]
 
 
 def assign_splits(dates: list[dt.date], test_days: int, val_days: int) -> dict[str, tuple[dt.date, dt.date]]:
@@ -166,7 +158,7 @@ def write_files(
         import pyarrow.parquet as pq
         from pyspark import TaskContext
 
-        from dlspark.layout import filesystem
+        from dlspark.fs import filesystem
 
         table = pa.Table.from_batches(list(batches))
         if table.num_rows == 0:
@@ -197,26 +189,16 @@ def write_split(frame: DataFrame, directory: str, rows: int, rows_per_file: int,
 
 def fingerprint(path: str) -> str:
     """A hash of the names and sizes of the files under `path` (an input's identity without reading it)."""
-    fs, inner = io_.filesystem(path)
-    from pyarrow import fs as pafs
-
-    infos = fs.get_file_info(pafs.FileSelector(inner, recursive=True))
-    listing = sorted((info.path.removeprefix(inner), info.size) for info in infos if info.type == pafs.FileType.File)
-    return hashlib.sha256(repr(listing).encode()).hexdigest()[:16]
+    return short_hash(repr([(name, size) for name, size, _ in fs.walk_files(path)]))
 
 
-def settings_hash(cfg: PipelineConfig) -> str:
-    """A hash of the configuration the shards depend on (shards and mining), not of unrelated sections."""
-    return hashlib.sha256((cfg.shards.model_dump_json() + cfg.mining.model_dump_json()).encode()).hexdigest()[:16]
-
-
-def run(spark: SparkSession, cfg: PipelineConfig) -> StageReport:
+def run(ctx: StageContext) -> StageReport:
     """events/ -> shards/{train,val,test}/, shards/rules/ (mined on the training days) and shards/manifest.json."""
-    root = Layout.of(cfg.data)
-    out = root.shards
-    report = StageReport("shards", output=out)
+    spark, cfg = ctx.spark, ctx.cfg
+    out = ctx.output("shards")
+    report = ctx.new_report()
     sc = cfg.shards
-    events = mine.select_window(published_events(spark, cfg), sc.window_days, sc.end_date)[0]
+    events = select_window(published_events(spark, ctx.layout), sc.window_days, sc.end_date)[0]
     all_orders = orders(events, sc.seed).persist(StorageLevel.MEMORY_AND_DISK)
     try:
         bounds = assign_splits(
@@ -243,13 +225,13 @@ def run(spark: SparkSession, cfg: PipelineConfig) -> StageReport:
         all_orders.unpersist()
     report.rows_out = sum(s["rows"] for s in splits.values())
     report.removed = {"single_product_orders": report.rows_in - report.rows_out}
-    names = product_names(spark, root.products, products)
+    names = product_names(spark, ctx.layout.products, products)
     manifest: dict[str, Any] = {
         "format": 1,
         "created_at": report.started_at,
         "code_version": report.code_version,
-        "config_hash": settings_hash(cfg),
-        "inputs": {"events": fingerprint(root.events)},
+        "config_hash": settings_hash(cfg, ["shards", "mining"]),
+        "inputs": {"events": fingerprint(ctx.layout.events)},
         "columns": {
             "items": columns("item", sc.max_items),
             "rules": columns("rule", cfg.mining.recommendations),
@@ -262,8 +244,8 @@ def run(spark: SparkSession, cfg: PipelineConfig) -> StageReport:
         "customers": {"ids": ["<anonymous>", "<unknown>", *customers]},
         "rules": {**mining, "rules": rules.count()},
     }
-    manifest["fingerprint"] = hashlib.sha256(f"{manifest['inputs']}{manifest['config_hash']}".encode()).hexdigest()[:16]
-    io_.write_json(manifest_path(out), manifest)
+    manifest["fingerprint"] = short_hash(f"{manifest['inputs']}{manifest['config_hash']}")
+    fs.write_json(manifest_path(out), manifest)
     report.details = {
         **{f"{split}_rows": s["rows"] for split, s in splits.items()},
         **{f"{split}_days": f"{s['first_day']}..{s['last_day']}" for split, s in splits.items()},
@@ -277,10 +259,6 @@ def run(spark: SparkSession, cfg: PipelineConfig) -> StageReport:
     return report
 
 
-def manifest_path(shards: str) -> str:
-    return f"{shards}/manifest.json"
-
-
 def training_knowledge(
     spark: SparkSession, train_orders: DataFrame, cfg: PipelineConfig, out: str
 ) -> tuple[DataFrame, list[str], list[str], dict[str, Any]]:
@@ -288,11 +266,11 @@ def training_knowledge(
     baskets = train_orders.select("order_id", F.array_sort("products").alias("items")).persist(
         StorageLevel.MEMORY_AND_DISK
     )
-    counts = mine.item_counts(baskets).persist(StorageLevel.MEMORY_AND_DISK)
+    counts = item_counts(baskets).persist(StorageLevel.MEMORY_AND_DISK)
     try:
-        checks = mine.check_minable(baskets, counts, cfg.mining)
-        itemsets = mine.frequent_itemsets(baskets, counts, cfg.mining, checks["baskets"])
-        mine.association_rules(itemsets, cfg.mining.min_confidence).write.mode("overwrite").parquet(f"{out}/rules")
+        checks = check_minable(baskets, counts, cfg.mining)
+        itemsets = frequent_itemsets(baskets, counts, cfg.mining, checks["baskets"])
+        association_rules(itemsets, cfg.mining.min_confidence).write.mode("overwrite").parquet(f"{out}/rules")
         products = vocabulary([(r.item, r["count"]) for r in counts.collect()], cfg.shards.max_products)
     finally:
         counts.unpersist()
@@ -323,7 +301,7 @@ def write_splits(
         if split not in summary:
             raise InputError(f"the {split} split ({first} to {last}) has no order with two or more products")
         rows = summary[split].rows
-        io_.delete_dir(f"{out}/{split}")
+        fs.delete(f"{out}/{split}")
         files = write_split(
             frame.where(F.col("split") == split),
             f"{out}/{split}",

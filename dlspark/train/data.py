@@ -9,63 +9,15 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
-from dlspark import layout as io_
+from dlspark import fs
 from dlspark.config import ModelConfig
-from dlspark.errors import InputError
+from dlspark.manifest import Manifest
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class Manifest:
-    """What the shards stage wrote (shards/manifest.json), read once by every trainer and evaluator."""
-
-    root: str  # the shards directory
-    raw: dict[str, Any]
-
-    @classmethod
-    def read(cls, shards: str) -> Manifest:
-        from dlspark.stages.shards import manifest_path
-
-        if not io_.exists(manifest_path(shards)):
-            raise InputError(f"training shards not found at {shards} (no manifest.json); run `dlspark shards` first")
-        return cls(shards, io_.read_json(manifest_path(shards)))
-
-    @property
-    def item_columns(self) -> list[str]:
-        return list(self.raw["columns"]["items"])
-
-    @property
-    def rule_columns(self) -> list[str]:
-        return list(self.raw["columns"]["rules"])
-
-    @property
-    def products(self) -> int:
-        return len(self.raw["products"]["ids"])
-
-    @property
-    def customers(self) -> int:
-        return len(self.raw["customers"]["ids"])
-
-    @property
-    def fingerprint(self) -> str:
-        return str(self.raw["fingerprint"])
-
-    def rows(self, split: str) -> int:
-        return int(self.raw["splits"][split]["rows"])
-
-    def url(self, split: str) -> str:
-        """The split's directory as a URL, as Petastorm wants it (file:// for a local path)."""
-        path = f"{self.root}/{split}"
-        return path if "://" in path else f"file://{path}"
-
-    def fields(self) -> list[str]:
-        return [*self.item_columns, *self.rule_columns, "customer", "size", "label"]
 
 
 FEATURES = ("items", "rules", "customer", "size")
@@ -149,6 +101,6 @@ def read_split(
     """A whole split in memory as numpy (for validation during training, and the in-memory benchmark path)."""
     import pyarrow.parquet as pq
 
-    fs, inner = io_.filesystem(f"{manifest.root}/{split}")
-    table = pq.read_table(inner, filesystem=fs, columns=manifest.fields())
+    filesystem, inner = fs.filesystem(f"{manifest.root}/{split}")
+    table = pq.read_table(inner, filesystem=filesystem, columns=manifest.fields())
     return assemble(lambda name: table.column(name).to_numpy(), manifest, inputs, np)

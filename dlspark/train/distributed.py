@@ -21,20 +21,13 @@ from typing import Any
 
 from pyspark.sql import SparkSession
 
-from dlspark import layout as io_
+from dlspark import fs
 from dlspark.config import PipelineConfig
 from dlspark.errors import DlsparkError
-from dlspark.layout import Layout
-from dlspark.train.data import Manifest
-from dlspark.train.driver import (
-    ModelPaths,
-    prepare_resume,
-    read_log,
-    run_identity,
-    save_artifacts,
-    warm_start_source,
-)
-from dlspark.train.task import barrier_task, probe
+from dlspark.manifest import Manifest
+from dlspark.train.driver import ModelPaths, prepare_resume, read_log, run_identity, save_artifacts
+from dlspark.train.results import TrainResult, WorkerFailure, WorkerResult
+from dlspark.train.task import FAILURE_PREFIX, barrier_task, probe
 
 log = logging.getLogger(__name__)
 worker_log = logging.getLogger("dlspark.train.worker")
@@ -78,14 +71,14 @@ def plan_steps(manifest: Manifest, batch_size: int, workers: int) -> dict[str, A
     }
 
 
-def train_barrier(spark: SparkSession, cfg: PipelineConfig) -> dict[str, Any]:
-    """Train on `train.workers` barrier tasks; return what the driver trainer returns, plus the workers' results."""
+def train_barrier(
+    spark: SparkSession, cfg: PipelineConfig, manifest: Manifest, paths: ModelPaths, warm_from: str | None
+) -> TrainResult:
+    """Train on `train.workers` barrier tasks, writing to `paths`; return what the driver trainer returns, plus the
+    workers' results and the launch timings."""
     tc = cfg.train
-    root = Layout.of(cfg.data)
-    manifest = Manifest.read(root.shards)
     plan = plan_steps(manifest, tc.batch_size, tc.workers)
     threads = check_cluster(spark, cfg)
-    paths = ModelPaths(root.model)
     identity = run_identity(cfg, manifest)
     log.info(
         "barrier training: %d workers, shards of %s rows, %d steps per epoch of %d examples",
@@ -98,25 +91,27 @@ def train_barrier(spark: SparkSession, cfg: PipelineConfig) -> dict[str, Any]:
         last_failure: tuple[str, int] | None = None
         for attempt in range(1, tc.attempts + 1):
             start = prepare_resume(paths, identity)
-            resume = io_.read_json(f"{paths.backup}/training_metadata.json") if start else None
             if start:
                 log.info("resuming from the checkpoint after epoch %d of %d", start, tc.epochs)
             spec = {
                 "config": cfg.model_dump(mode="json"),
+                "shards": manifest.root,
+                "model_dir": paths.root,
                 "workers": tc.workers,
                 "threads": threads,
                 "start_epoch": start,
-                "resume": resume,
-                "warm_start": None if start else warm_start_source(cfg),
+                "resume": fs.read_json(paths.metadata) if start else None,
+                "warm_start": None if start else warm_from,
                 "attempt": attempt,
                 **{k: plan[k] for k in ("per_worker_batch", "steps_per_epoch")},
             }
+            server.clear()
             submitted = time.time()
             try:
                 results = run_barrier_job(spark, spec, server.address, f"attempt {attempt}/{tc.attempts}")
                 break
             except Exception as err:  # noqa: BLE001  (Py4JJavaError: the barrier stage failed; see below)
-                reason = failure_reason(err)
+                reason = failure_reason(err, server.reported_failures())
                 repeated = (reason, start) == last_failure  # same failure, no epoch won since: not transient
                 if attempt == tc.attempts or repeated:
                     raise TrainingError(
@@ -125,8 +120,8 @@ def train_barrier(spark: SparkSession, cfg: PipelineConfig) -> dict[str, Any]:
                     ) from err
                 last_failure = (reason, start)
                 log.warning("attempt %d/%d failed: %s; resubmitting the barrier job", attempt, tc.attempts, reason)
-    ranked = sorted((json.loads(r) for r in results), key=lambda r: r["rank"])
-    timings = launch_timings(submitted, ranked)
+    workers = sorted((WorkerResult.from_dict(json.loads(r)) for r in results), key=lambda r: r.rank)
+    timings = launch_timings(submitted, workers)
     log.info(
         "launch: tasks started %s s after the job's submission, TensorFlow imported at %s s, first step at %s s",
         *(timings.get(k, "?") for k in ("started", "imported", "first_step")),
@@ -137,19 +132,18 @@ def train_barrier(spark: SparkSession, cfg: PipelineConfig) -> dict[str, Any]:
 
     model = keras.models.load_model(paths.model)
     save_artifacts(model, manifest, paths)
-    io_.delete_dir(paths.backup)  # as BackupAndRestore does after a finished fit
-    history = read_log(paths.log)
-    return {
-        "model": model,
-        "manifest": manifest,
-        "history": history,
-        "epochs": len(history),
-        "workers": ranked,
-        "attempts": attempt,
-        "samples_per_s": ranked[0]["samples_per_s"],
-        "launch": timings,
-        "warm_start": ranked[0].get("warm_start"),
-    }
+    fs.delete(paths.backup)  # as BackupAndRestore does after a finished fit
+    chief = workers[0]
+    return TrainResult(
+        model=model,
+        manifest=manifest,
+        history=read_log(paths.log),
+        samples_per_s=chief.samples_per_s,
+        warm_start=chief.warm_start,
+        attempts=attempt,
+        launch=timings,
+        workers=workers,
+    )
 
 
 def run_barrier_job(spark: SparkSession, spec: dict[str, Any], log_address: tuple[str, int], label: str) -> list[str]:
@@ -165,23 +159,23 @@ def run_barrier_job(spark: SparkSession, spec: dict[str, Any], log_address: tupl
         sc.setJobDescription(None)  # type: ignore[arg-type]
 
 
-def failure_reason(err: Exception) -> str:
-    """The useful line of a failed barrier job: the worker's own message, not the JVM's stack."""
+def failure_reason(err: Exception, failures: list[WorkerFailure]) -> str:
+    """The useful line of a failed barrier job: the report of the first worker that failed (structured data its
+    task sent to the log server), else the last error line of the JVM's message (an executor lost, say)."""
+    if failures:
+        return failures[0].reason()
     text = str(err)
-    found = re.search(r"dlspark training worker \d+ [^;]+", text)
-    if found:
-        return found.group(0)
     lines = [line for line in text.splitlines() if "Error" in line or "Exception" in line]
     return (lines[-1] if lines else text.splitlines()[0] if text else repr(err)).strip()[:500]
 
 
-def launch_timings(submitted: float, results: list[dict[str, Any]]) -> dict[str, float]:
+def launch_timings(submitted: float, results: list[WorkerResult]) -> dict[str, float]:
     """Seconds from the barrier job's submission to each milestone of the slowest worker."""
     names = ("started", "imported", "strategy", "data", "first_step")
     return {
-        name: round(max(r["marks"][name] for r in results) - submitted, 2)
+        name: round(max(r.marks[name] for r in results) - submitted, 2)
         for name in names
-        if all(name in r["marks"] for r in results)
+        if all(name in r.marks for r in results)
     }
 
 
@@ -221,9 +215,19 @@ def spark_seconds(value: str) -> float:
 
 
 def _free_slots(sc: Any) -> int:
-    """Task slots of the executors registered now, less the tasks running."""
-    jsc = sc._jsc.sc()
-    total = int(jsc.maxNumConcurrentTasks(jsc.resourceProfileManager().defaultResourceProfile()))
+    """Task slots of the executors registered now, less the tasks running.
+
+    PySpark has no public call for the slots: SparkContext.maxNumConcurrentTasks (the JVM's, reached through
+    py4j) is what Spark's own barrier scheduling checks before it launches a barrier stage, so it is the figure
+    that decides whether the job can start. Where that private call is missing (another Spark version), the
+    default parallelism (the cores of the registered executors in local and standalone mode) stands in.
+    """
+    try:
+        jsc = sc._jsc.sc()
+        total = int(jsc.maxNumConcurrentTasks(jsc.resourceProfileManager().defaultResourceProfile()))
+    except Exception as err:  # noqa: BLE001  (py4j errors of a Spark without this method)
+        log.debug("maxNumConcurrentTasks unavailable (%s); using the default parallelism", err)
+        total = int(sc.defaultParallelism)
     tracker = sc.statusTracker()
     running = 0
     for stage_id in tracker.getActiveStageIds():
@@ -254,7 +258,7 @@ def _probe_executors(sc: Any, workers: int) -> None:
         found = sc.parallelize(range(workers), workers).map(probe).collect()
     except Exception as err:  # noqa: BLE001  (the executors' Python could not even load the task)
         raise ClusterError(
-            f"the executors' Python cannot import dlspark ({failure_reason(err)}). Install dlspark and its "
+            f"the executors' Python cannot import dlspark ({failure_reason(err, [])}). Install dlspark and its "
             "dependencies in the Python the executors run (spark.pyspark.python / PYSPARK_PYTHON, here "
             f"{sc.getConf().get('spark.pyspark.python') or os.environ.get('PYSPARK_PYTHON') or 'python3'}); "
             "spark.ship_package: true ships dlspark itself but not TensorFlow"
@@ -269,10 +273,14 @@ def _probe_executors(sc: Any, workers: int) -> None:
 
 
 class LogServer:
-    """Receives the workers' log lines on the driver and logs each with its worker's rank."""
+    """Receives the workers' log lines on the driver and logs each with its worker's rank; keeps the failures
+    the tasks report (`failures`)."""
 
     def __init__(self, host: str) -> None:
-        self.server = socketserver.ThreadingTCPServer((host, 0), _LineHandler)
+        self.failures: list[WorkerFailure] = []
+        self.reported = threading.Event()
+        self.server = _Server((host, 0), _LineHandler)
+        self.server.failures, self.server.reported = self.failures, self.reported
         self.server.daemon_threads = True
         self.address: tuple[str, int] = (host, int(self.server.server_address[1]))
         self.thread = threading.Thread(target=self.server.serve_forever, name="dlspark-log-server", daemon=True)
@@ -285,11 +293,32 @@ class LogServer:
         self.server.shutdown()
         self.server.server_close()
 
+    def clear(self) -> None:
+        self.failures.clear()
+        self.reported.clear()
+
+    def reported_failures(self, grace_s: float = 2.0) -> list[WorkerFailure]:
+        """The failures the tasks reported; a failed job may reach the driver a moment before its task's report
+        does, so wait up to `grace_s` for the first one."""
+        self.reported.wait(grace_s)
+        return list(self.failures)
+
+
+class _Server(socketserver.ThreadingTCPServer):
+    failures: list[WorkerFailure]
+    reported: threading.Event
+
 
 class _LineHandler(socketserver.StreamRequestHandler):
+    server: _Server
+
     def handle(self) -> None:
         for raw in self.rfile:
             rank, _, line = raw.decode("utf-8", "replace").rstrip("\n").partition("\t")
+            if line.startswith(FAILURE_PREFIX):
+                self.server.failures.append(WorkerFailure(**json.loads(line[len(FAILURE_PREFIX) :])))
+                self.server.reported.set()
+                continue
             level, _, message = line.partition(" ")
             if level not in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"):
                 level, message = "INFO", line

@@ -8,23 +8,25 @@ directory then receives the model (`model.keras`), its vocabularies, a serving e
 from __future__ import annotations
 
 import csv
-import hashlib
+import io
 import logging
 import sys
 from dataclasses import dataclass
 from typing import Any
 
-from dlspark import layout as io_
+from dlspark import fs
 from dlspark.config import PipelineConfig
-from dlspark.layout import Layout
-from dlspark.train.data import Manifest, model_inputs, petastorm_dataset, read_split
+from dlspark.digest import short_hash
+from dlspark.manifest import Manifest
+from dlspark.train.data import model_inputs, petastorm_dataset, read_split
+from dlspark.train.results import TrainResult
 
 log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
 class ModelPaths:
-    """Where one model's artifacts live (README, "Training")."""
+    """Where one model's artifacts live (docs/training.md)."""
 
     root: str
 
@@ -52,48 +54,51 @@ class ModelPaths:
     def run(self) -> str:
         return f"{self.root}/checkpoint/run.json"
 
+    @property
+    def metadata(self) -> str:
+        """The checkpoint's state: the epochs done and the weights file that holds them."""
+        return f"{self.backup}/training_metadata.json"
+
 
 def run_identity(cfg: PipelineConfig, manifest: Manifest) -> str:
     """What a checkpoint belongs to: the shards' fingerprint and the training configuration."""
-    return hashlib.sha256((manifest.fingerprint + cfg.train.model_dump_json()).encode()).hexdigest()[:16]
+    return short_hash(manifest.fingerprint + cfg.train.model_dump_json())
 
 
 def prepare_resume(paths: ModelPaths, identity: str) -> int:
     """The epoch to resume from (0 for a fresh start); a checkpoint of other data or settings is discarded."""
-    if io_.exists(paths.run):
-        state = io_.read_json(paths.run)
-        if state.get("identity") == identity and io_.exists(f"{paths.backup}/training_metadata.json"):
-            epoch = int(io_.read_json(f"{paths.backup}/training_metadata.json")["epoch"])
+    if fs.exists(paths.run):
+        state = fs.read_json(paths.run)
+        if state.get("identity") == identity and fs.exists(paths.metadata):
+            epoch = int(fs.read_json(paths.metadata)["epoch"])
             _truncate_log(paths.log, epoch)
             return epoch
         log.warning("discarding a checkpoint of other shards or settings in %s", paths.backup)
-    io_.delete_dir(paths.backup)
-    io_.write_json(paths.run, {"identity": identity})
+    fs.delete(paths.backup)
+    fs.write_json(paths.run, {"identity": identity})
     _truncate_log(paths.log, 0)
     return 0
 
 
 def _truncate_log(path: str, epochs: int) -> None:
     """Keep the log rows of the first `epochs` epochs (a resumed run logs the rest again)."""
-    if not io_.exists(path):
+    if not fs.exists(path):
         return
-    with open(path, newline="") as src:
-        rows = list(csv.reader(src))
+    rows = list(csv.reader(io.StringIO(fs.read_bytes(path).decode())))
     kept = rows[:1] + [row for row in rows[1:] if row and int(row[0]) < epochs] if epochs else []
-    with open(path, "w", newline="") as out:
-        csv.writer(out).writerows(kept)
+    out = io.StringIO()
+    csv.writer(out).writerows(kept)
+    fs.replace_bytes(path, out.getvalue().encode())
 
 
-def train(cfg: PipelineConfig) -> dict[str, Any]:
-    """Train the configured model on shards/train (validating on shards/val); return the history and paths."""
+def train(cfg: PipelineConfig, manifest: Manifest, paths: ModelPaths, warm_from: str | None) -> TrainResult:
+    """Train the configured model on shards/train (validating on shards/val), writing to `paths`; start from the
+    model version in `warm_from` where its vocabularies allow (unless resuming a checkpoint)."""
     import keras
 
     from dlspark.train.callbacks import Throughput
     from dlspark.train.models import model_for, saved_weights, warm_start
 
-    root = Layout.of(cfg.data)
-    manifest = Manifest.read(root.shards)
-    paths = ModelPaths(root.model)
     tc = cfg.train
     keras.utils.set_random_seed(tc.seed)
     model = model_for(manifest, tc)
@@ -102,11 +107,11 @@ def train(cfg: PipelineConfig) -> dict[str, Any]:
     warm = None
     if start:
         log.info("resuming from the checkpoint after epoch %d of %d", start, tc.epochs)
-    elif (source := warm_start_source(cfg)) and (saved := saved_weights(source)):
+    elif warm_from and (saved := saved_weights(warm_from)):
         warm = warm_start(model, manifest, saved)
-        log.info("warm start from %s: %s", source, describe_warm_start(warm))
+        log.info("warm start from %s: %s", warm_from, warm.describe())
     throughput = Throughput(tc.batch_size)
-    callbacks: list[Any] = [
+    callbacks: list[Any] = [  # Keras writes these files itself: a model directory must be on a local disk
         throughput,
         keras.callbacks.CSVLogger(paths.log, append=True),
         keras.callbacks.BackupAndRestore(paths.backup, double_checkpoint=True),
@@ -128,7 +133,7 @@ def train(cfg: PipelineConfig) -> dict[str, Any]:
         prefetch=tc.prefetch,
         inputs=inputs,
     ) as batches:
-        history = model.fit(
+        model.fit(
             batches,
             epochs=tc.epochs,
             steps_per_epoch=steps,
@@ -138,35 +143,13 @@ def train(cfg: PipelineConfig) -> dict[str, Any]:
             verbose=1 if sys.stdout.isatty() else 2,
         )
     save_artifacts(model, manifest, paths)
-    return {
-        "model": model,
-        "manifest": manifest,
-        "history": read_log(paths.log),
-        "epochs": len(history.epoch),
-        "samples_per_s": throughput.rates,
-        "first_step": throughput.first_step,
-        "warm_start": warm,
-    }
-
-
-def warm_start_source(cfg: PipelineConfig) -> str | None:
-    """The current model version to start from (train.warm_start), or None for a fresh start."""
-    from dlspark.train.registry import current
-
-    return current(Layout.at(cfg.data.root)) if cfg.train.warm_start else None
-
-
-def describe_warm_start(warm: dict[str, Any]) -> str:
-    return (
-        f"{len(warm['layers'])} layers copied, {warm['products_kept']:,} products and "
-        f"{warm['customers_kept']:,} customers of its vocabularies kept"
-    )
+    return TrainResult(model, manifest, read_log(paths.log), throughput.rates, warm, throughput.first_step)
 
 
 def save_artifacts(model: Any, manifest: Manifest, paths: ModelPaths) -> None:
     """model.keras, the vocabularies it was trained with, and a TensorFlow SavedModel for serving."""
     model.save(paths.model)
-    io_.write_json(
+    fs.write_json(
         paths.vocabulary,
         {
             "fingerprint": manifest.fingerprint,
@@ -175,11 +158,21 @@ def save_artifacts(model: Any, manifest: Manifest, paths: ModelPaths) -> None:
             "columns": manifest.raw["columns"],
         },
     )
-    io_.delete_dir(paths.serving)
+    fs.delete(paths.serving)
     model.export(paths.serving, format="tf_saved_model", verbose=False)
 
 
 def read_log(path: str) -> list[dict[str, float]]:
     """The CSV log as one dict per epoch."""
-    with open(path, newline="") as src:
-        return [{k: float(v) for k, v in row.items()} for row in csv.DictReader(src)]
+    return [{k: float(v) for k, v in row.items()} for row in csv.DictReader(io.StringIO(fs.read_bytes(path).decode()))]
+
+
+def append_log(path: str, row: dict[str, float]) -> None:
+    """One row of the training log, in the columns Keras's CSVLogger writes (the barrier workers' log)."""
+    old = fs.read_bytes(path).decode() if fs.exists(path) else ""
+    out = io.StringIO()
+    writer = csv.DictWriter(out, fieldnames=list(row))
+    if not old:
+        writer.writeheader()
+    writer.writerow({k: int(v) if k == "epoch" else v for k, v in row.items()})
+    fs.replace_bytes(path, (old + out.getvalue()).encode())

@@ -16,8 +16,8 @@ from typing import Any
 
 import numpy as np
 
-from dlspark.stages.shards import PAD, UNKNOWN
-from dlspark.train.data import FEATURES, Manifest, petastorm_dataset
+from dlspark.manifest import PAD, UNKNOWN, Manifest
+from dlspark.train.data import FEATURES, petastorm_dataset
 
 log = logging.getLogger(__name__)
 
@@ -92,14 +92,3 @@ def evaluate(
             "evaluated %d test examples, the manifest lists %d", scores["model"].examples, manifest.rows("test")
         )
     return {"examples": scores["model"].examples, "metrics": {name: s.table() for name, s in scores.items()}}
-
-
-def format_evaluation(result: dict[str, Any]) -> str:
-    """The evaluation table: one row per recommender."""
-    metrics = result["metrics"]
-    names = list(next(iter(metrics.values())))
-    header = f"{'recommender':<12}" + "".join(f"{n:>9}" for n in names)
-    lines = [f"test split: {result['examples']:,} examples", header, "-" * len(header)]
-    for recommender, row in metrics.items():
-        lines.append(f"{recommender:<12}" + "".join(f"{row[n]:>9.4f}" for n in names))
-    return "\n".join(lines)

@@ -8,7 +8,8 @@ import keras
 from keras import layers, ops
 
 from dlspark.config import ModelConfig, TrainConfig
-from dlspark.train.data import Manifest
+from dlspark.manifest import Manifest
+from dlspark.train.results import WarmStart
 
 
 @keras.saving.register_keras_serializable(package="dlspark")
@@ -142,11 +143,11 @@ def saved_weights(model_dir: str) -> dict[str, Any] | None:
     (and a warning: training starts fresh) when it cannot be read."""
     import logging
 
-    from dlspark import layout as io_
+    from dlspark import fs
 
     try:
         saved = keras.models.load_model(f"{model_dir}/model.keras")
-        vocabulary = io_.read_json(f"{model_dir}/vocabulary.json")
+        vocabulary = fs.read_json(f"{model_dir}/vocabulary.json")
     except Exception as err:  # noqa: BLE001  (any unreadable model: a warm start is an optimisation)
         logging.getLogger(__name__).warning("no warm start: cannot read the model in %s (%s)", model_dir, err)
         return None
@@ -157,7 +158,7 @@ def saved_weights(model_dir: str) -> dict[str, Any] | None:
     }
 
 
-def warm_start(model: keras.Model, manifest: Manifest, saved: dict[str, Any]) -> dict[str, Any]:
+def warm_start(model: keras.Model, manifest: Manifest, saved: dict[str, Any]) -> WarmStart:
     """Copy `saved` weights into `model` where they fit: layers of the same name and shapes, and on a vocabulary
     axis the rows (columns) of the ids both vocabularies hold; the rest keeps its fresh initialisation."""
     import numpy as np
@@ -190,9 +191,9 @@ def warm_start(model: keras.Model, manifest: Manifest, saved: dict[str, Any]) ->
         if all(w is not None for w in merged):
             layer.set_weights(merged)
             copied.append(layer.name)
-    return {
-        "from": saved["from"],
-        "layers": copied,
-        "products_kept": len(shared["products"][0]) - 2,  # less the two reserved rows (padding, unknown)
-        "customers_kept": len(shared["customers"][0]) - 2,
-    }
+    return WarmStart(
+        source=saved["from"],
+        layers=copied,
+        products_kept=len(shared["products"][0]) - 2,  # less the two reserved rows (padding, unknown)
+        customers_kept=len(shared["customers"][0]) - 2,
+    )

@@ -14,13 +14,22 @@ import subprocess
 import sys
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
+from dataclasses import asdict
 from typing import Any
 
-RESULT_PREFIX = "@dlspark-result "
+from dlspark.errors import DlsparkError
+from dlspark.train.results import WorkerFailure
+
+RESULT_PREFIX = "@dlspark-result "  # the worker's last line: its WorkerResult as JSON
+FAILURE_PREFIX = "@dlspark-failure "  # a task's message to the driver's log server: a WorkerFailure as JSON
 ERROR_LINE = re.compile(r"^[\w.]*(Error|Exception)\b")  # a Python exception's last line, in the worker's output
 # Lines not worth the driver's log: TensorFlow's C++ INFO lines (printed before absl's logging is set up, so
 # TF_CPP_MIN_LOG_LEVEL does not hold them back) and Petastorm's print when a reader closes.
 NOISE = re.compile(r"^(I\d{4} \d\d:\d\d:\d\d|WARNING: All log messages before absl|Cache cleanup complete\.$)")
+
+
+class WorkerFailedError(DlsparkError):
+    """A barrier worker process failed; its WorkerFailure has gone to the driver as structured data."""
 
 
 def barrier_task(spec: dict[str, Any], log_address: tuple[str, int]) -> Callable[[Iterable[int]], Iterator[str]]:
@@ -47,26 +56,27 @@ def barrier_task(spec: dict[str, Any], log_address: tuple[str, int]) -> Callable
             host = context.getTaskInfos()[rank].address.rsplit(":", 1)[0]
             addresses = context.allGather(f"{host}:{_free_port()}")
             tf_config = {"cluster": {"worker": addresses}, "task": {"type": "worker", "index": rank}}
-            assert worker.stdin and worker.stdout
-            worker.stdin.write(json.dumps({**spec, "rank": rank, "tf_config": tf_config}) + "\n")
-            worker.stdin.close()
-            for line in worker.stdout:
+            stdin, stdout = worker.stdin, worker.stdout
+            if stdin is None or stdout is None:  # Popen gives both with PIPE; this keeps the types honest
+                raise WorkerFailedError(f"dlspark training worker {rank} started without pipes")
+            stdin.write(json.dumps({**spec, "rank": rank, "tf_config": tf_config}) + "\n")
+            stdin.close()
+            for line in stdout:
                 if line.startswith(RESULT_PREFIX):
                     result = line[len(RESULT_PREFIX) :].strip()
                 elif not NOISE.match(line):
                     tail.append(line)
                     sender.send(line.rstrip("\n"))
             code = worker.wait()
+            if code != 0 or result is None:
+                error = next((line.strip() for line in reversed(tail) if ERROR_LINE.match(line)), "")
+                failure = WorkerFailure(rank, code, _exit_text(code), error, "".join(tail)[-4000:])
+                sender.send(FAILURE_PREFIX + json.dumps(asdict(failure)))
+                raise WorkerFailedError(f"{failure.reason()}; its last lines:\n{failure.last_lines}")
         finally:
             if worker.poll() is None:
                 worker.kill()
             sender.close()
-        if code != 0 or result is None:
-            error = next((line.strip() for line in reversed(tail) if ERROR_LINE.match(line)), "")
-            raise RuntimeError(
-                f"dlspark training worker {rank} {_exit_text(code)}{': ' + error[:300] if error else ''}; "
-                f"its last lines:\n{''.join(tail)[-4000:]}"
-            )
         yield result
 
     return run

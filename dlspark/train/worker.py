@@ -4,16 +4,15 @@ The barrier task (distributed.py) starts `python -m dlspark.train.worker` first 
 while the tasks gather their addresses; it then writes the worker's spec (configuration, rank, TF_CONFIG, steps
 per epoch, where to resume) as one JSON line to the worker's stdin. The worker trains the same Keras 3 model the
 driver trainer builds under `MultiWorkerMirroredStrategy`, with a custom loop: Keras 3's `fit` does not run under
-that strategy (STACK.md; keras-team/keras issue 20585). It logs to stdout, which the barrier task forwards to the
-driver, and ends with one line: RESULT_PREFIX + JSON (history, digest of its weights, timings).
+that strategy (keras-team/keras issue 20585; docs/decisions.md). It logs to stdout, which the barrier task
+forwards to the driver, and ends with one line: RESULT_PREFIX + JSON (history, digest of its weights, timings).
 
 A worker process per attempt, rather than training inside Spark's Python worker, gives every attempt a fresh
-TensorFlow (its collectives can be configured once per process, STACK.md) and makes a dead worker an exit code.
+TensorFlow (its collectives can be configured once per process; docs/decisions.md) and makes a dead worker an exit code.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import os
@@ -24,8 +23,11 @@ import time
 import warnings
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import Any
 
+from dlspark.digest import short_hash
+from dlspark.train.results import WarmStart, WorkerResult
 from dlspark.train.task import RESULT_PREFIX
 
 METRICS = ("loss", "top10")
@@ -37,7 +39,7 @@ def main() -> None:
     logging.basicConfig(stream=sys.stdout, level=logging.INFO, format="%(levelname)s %(message)s")
     logging.getLogger("tensorflow").setLevel(logging.WARNING)  # one INFO line per collective op otherwise
     logging.getLogger("petastorm").setLevel(logging.WARNING)
-    warnings.filterwarnings("ignore", category=FutureWarning)  # Petastorm on pyarrow's legacy API (STACK.md)
+    warnings.filterwarnings("ignore", category=FutureWarning)  # Petastorm on pyarrow's legacy API (docs/decisions.md)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     import keras  # noqa: F401  (imported before the spec arrives: the slow part of the start)
     import tensorflow as tf  # noqa: F401
@@ -45,185 +47,257 @@ def main() -> None:
     marks["imported"] = time.time()
     spec = json.loads(sys.stdin.readline())
     result = train_worker(spec, marks)
-    print(RESULT_PREFIX + json.dumps(result), flush=True)
+    print(RESULT_PREFIX + json.dumps(result.to_dict()), flush=True)
     sys.stdout.flush()
     os._exit(0)  # skip TensorFlow's and Petastorm's slow teardown: everything is written and flushed
 
 
-def train_worker(spec: dict[str, Any], marks: dict[str, float]) -> dict[str, Any]:
+@dataclass
+class Spec:
+    """What the driver sends a worker (one JSON line on its stdin): settings, place, plan and where to resume."""
+
+    config: dict[str, Any]
+    shards: str
+    model_dir: str
+    rank: int
+    workers: int
+    threads: int
+    tf_config: dict[str, Any]
+    per_worker_batch: int
+    steps_per_epoch: int
+    start_epoch: int
+    resume: dict[str, Any] | None
+    warm_start: str | None
+    attempt: int
+
+    @property
+    def global_batch(self) -> int:
+        return self.per_worker_batch * self.workers
+
+
+def train_worker(raw_spec: dict[str, Any], marks: dict[str, float]) -> WorkerResult:
     """Train this worker's part; return its rank, the model's path (the chief), history, weights digest, examples
     per second and launch marks."""
-    import keras
+    from dlspark.config import PipelineConfig
+    from dlspark.manifest import Manifest
+    from dlspark.train.data import model_inputs, read_split
+    from dlspark.train.driver import ModelPaths
+
+    spec = Spec(**raw_spec)
+    tc = PipelineConfig.model_validate(spec.config).train
+    strategy = _strategy(spec)
+    marks["strategy"] = time.time()
+    manifest, paths = Manifest.read(spec.shards), ModelPaths(spec.model_dir)
+    inputs = tuple(model_inputs(tc.model))
+    model, warm = _model(strategy, manifest, tc, spec, paths)
+    steps = _Steps(strategy, model, spec.global_batch)
+    validation = _validation_part(
+        read_split(manifest, "val", inputs), spec.rank, spec.workers, max(spec.per_worker_batch, 1024)
+    )
+    stopper = _EarlyStopping(tc.patience, spec.resume)
+    checkpoint_dir = paths.backup if spec.rank == 0 else tempfile.mkdtemp(prefix=f"dlspark-worker{spec.rank}-")
+    with _distributed_batches(strategy, manifest, tc, spec, inputs) as batches:
+        marks["data"] = time.time()
+        log.info(
+            "worker %d/%d (pid %d) ready: %d steps per epoch of %d examples (%d per worker), epochs %d to %d",
+            spec.rank,
+            spec.workers,
+            os.getpid(),
+            spec.steps_per_epoch,
+            spec.global_batch,
+            spec.per_worker_batch,
+            spec.start_epoch + 1,
+            tc.epochs,
+        )
+        history, rates = _epochs(steps, batches, validation, stopper, spec, tc, paths, checkpoint_dir, marks)
+    stopper.restore(model, paths.backup)
+    if spec.rank == 0:
+        model.save(paths.model)
+    else:
+        shutil.rmtree(checkpoint_dir, ignore_errors=True)  # a local temporary directory, not under data.root
+    return WorkerResult(
+        rank=spec.rank,
+        model=paths.model if spec.rank == 0 else None,
+        history=history,
+        digest=weights_digest(model.get_weights()),
+        samples_per_s=rates,
+        marks=marks,
+        warm_start=warm,
+    )
+
+
+def _strategy(spec: Spec) -> Any:
+    """MultiWorkerMirroredStrategy over the cluster in TF_CONFIG, with ring all-reduce and the task's threads."""
     import tensorflow as tf
 
-    from dlspark.config import PipelineConfig
-    from dlspark.layout import Layout
-    from dlspark.train.data import Manifest, model_inputs, petastorm_dataset, read_split
-    from dlspark.train.driver import ModelPaths
-    from dlspark.train.models import model_for, saved_weights, warm_start
-
-    cfg = PipelineConfig.model_validate(spec["config"])
-    tc, rank, workers = cfg.train, int(spec["rank"]), int(spec["workers"])
-    os.environ["TF_CONFIG"] = json.dumps(spec["tf_config"])
-    tf.config.threading.set_intra_op_parallelism_threads(int(spec["threads"]))
-    tf.config.threading.set_inter_op_parallelism_threads(int(spec["threads"]))
-    strategy = tf.distribute.MultiWorkerMirroredStrategy(
+    os.environ["TF_CONFIG"] = json.dumps(spec.tf_config)  # this worker process's own environment
+    tf.config.threading.set_intra_op_parallelism_threads(spec.threads)
+    tf.config.threading.set_inter_op_parallelism_threads(spec.threads)
+    return tf.distribute.MultiWorkerMirroredStrategy(
         communication_options=tf.distribute.experimental.CommunicationOptions(
             implementation=tf.distribute.experimental.CommunicationImplementation.RING
         )
     )
-    marks["strategy"] = time.time()
-    root = Layout.of(cfg.data)
-    manifest = Manifest.read(root.shards)
-    paths = ModelPaths(root.model)
-    inputs = tuple(model_inputs(tc.model))
-    per_worker = int(spec["per_worker_batch"])
-    global_batch = per_worker * workers
-    saved = saved_weights(spec["warm_start"]) if spec.get("warm_start") else None  # loaded outside the strategy
+
+
+def _model(strategy: Any, manifest: Any, tc: Any, spec: Spec, paths: Any) -> tuple[Any, WarmStart | None]:
+    """The model (and its optimizer) built in the strategy's scope: resumed from the checkpoint, warm-started from
+    the current version, or fresh; the same initial weights on every worker."""
+    import keras
+
+    from dlspark.train.models import model_for, saved_weights, warm_start
+
+    saved = saved_weights(spec.warm_start) if spec.warm_start else None  # loaded outside the strategy
     warm = None
     keras.utils.set_random_seed(tc.seed)  # the same initial weights on every worker
     with strategy.scope():
         model = model_for(manifest, tc)
-        optimizer = model.optimizer
-        optimizer.build(model.trainable_variables)
-        if spec["resume"]:
-            model.load_weights(f"{paths.backup}/{spec['resume']['weights']}")
+        model.optimizer.build(model.trainable_variables)
+        if spec.resume:
+            model.load_weights(f"{paths.backup}/{spec.resume['weights']}")
         elif saved is not None:
             warm = warm_start(model, manifest, saved)
-            if rank == 0:
-                log.info("warm start from %s: %d layers copied", warm["from"], len(warm["layers"]))
-    keras.utils.set_random_seed(tc.seed + 1000 * rank + int(spec["start_epoch"]))  # dropout differs per worker
-    loss_fn = keras.losses.SparseCategoricalCrossentropy(from_logits=True, reduction=None)
+            if spec.rank == 0:
+                log.info("warm start from %s: %d layers copied", warm.source, len(warm.layers))
+    keras.utils.set_random_seed(tc.seed + 1000 * spec.rank + spec.start_epoch)  # dropout differs per worker
+    return model, warm
 
-    def sums(labels: Any, logits: Any, weights: Any) -> Any:
-        per_example = loss_fn(labels, logits) * weights
+
+class _Steps:
+    """The compiled steps of the custom loop: training (this worker's sums), evaluation, and the sum over workers.
+
+    Each step returns [loss sum, top-10 hits, examples, regularization penalty]; sums are reduced over the workers
+    once per epoch, not every step.
+    """
+
+    def __init__(self, strategy: Any, model: Any, global_batch: int) -> None:
+        import keras
+        import tensorflow as tf
+
+        self.strategy, self.model, self.global_batch = strategy, model, global_batch
+        self.loss_fn = keras.losses.SparseCategoricalCrossentropy(from_logits=True, reduction=None)
+        self.train = tf.function(self._train)
+        self.sum_over_workers = tf.function(self._sum_over_workers)
+        self.evaluate = tf.function(self._evaluate, reduce_retracing=True)
+
+    def _sums(self, labels: Any, logits: Any, weights: Any) -> Any:
+        import tensorflow as tf
+
+        per_example = self.loss_fn(labels, logits) * weights
         hits = tf.cast(tf.math.in_top_k(labels, logits, 10), tf.float32) * weights
         return tf.stack([tf.reduce_sum(per_example), tf.reduce_sum(hits), tf.reduce_sum(weights)])
 
-    def regularization() -> Any:
-        return tf.add_n([tf.cast(x, tf.float32) for x in model.losses]) if model.losses else tf.constant(0.0)
+    def _penalty(self) -> Any:
+        import tensorflow as tf
 
-    def train_step(features: Any, labels: Any) -> Any:
+        losses = self.model.losses
+        return tf.add_n([tf.cast(x, tf.float32) for x in losses]) if losses else tf.constant(0.0)
+
+    def _train_step(self, features: Any, labels: Any) -> Any:
+        import tensorflow as tf
+
         with tf.GradientTape() as tape:
-            logits = model(features, training=True)
-            per_example = loss_fn(labels, logits)
-            penalty = regularization()
-            loss = tf.nn.compute_average_loss(per_example, global_batch_size=global_batch)
+            logits = self.model(features, training=True)
+            per_example = self.loss_fn(labels, logits)
+            penalty = self._penalty()
+            loss = tf.nn.compute_average_loss(per_example, global_batch_size=self.global_batch)
             loss += tf.nn.scale_regularization_loss(penalty)
-        variables = model.trainable_variables
+        variables = self.model.trainable_variables
         gradients = [_packable(g, v) for g, v in zip(tape.gradient(loss, variables), variables, strict=True)]
-        optimizer.apply(gradients, variables)
-        return tf.concat([sums(labels, logits, tf.ones_like(per_example)), [penalty]], axis=0)
+        self.model.optimizer.apply(gradients, variables)
+        return tf.concat([self._sums(labels, logits, tf.ones_like(per_example)), [penalty]], axis=0)
 
-    def eval_step(features: Any, labels: Any, weights: Any) -> Any:
-        logits = model(features, training=False)
-        return tf.concat([sums(labels, logits, weights), [regularization()]], axis=0)
+    def _eval_step(self, features: Any, labels: Any, weights: Any) -> Any:
+        import tensorflow as tf
 
-    @tf.function
-    def distributed_train(iterator: Any) -> Any:
-        """One step; returns this worker's own sums (summed over workers once per epoch, not every step)."""
-        return strategy.experimental_local_results(strategy.run(train_step, args=next(iterator)))[0]
+        logits = self.model(features, training=False)
+        return tf.concat([self._sums(labels, logits, weights), [self._penalty()]], axis=0)
 
-    @tf.function
-    def sum_over_workers(local: Any) -> Any:
-        return strategy.reduce("SUM", strategy.run(tf.identity, args=(local,)), axis=None)
+    def _train(self, iterator: Any) -> Any:
+        """One step; returns this worker's own sums."""
+        return self.strategy.experimental_local_results(self.strategy.run(self._train_step, args=next(iterator)))[0]
 
-    @tf.function(reduce_retracing=True)
-    def distributed_eval(features: Any, labels: Any, weights: Any) -> Any:
-        return strategy.reduce("SUM", strategy.run(eval_step, args=(features, labels, weights)), axis=None)
+    def _sum_over_workers(self, local: Any) -> Any:
+        import tensorflow as tf
 
-    validation = _validation_part(read_split(manifest, "val", inputs), rank, workers, max(per_worker, 1024))
-    steps, epochs = int(spec["steps_per_epoch"]), tc.epochs
-    stopper = _EarlyStopping(tc.patience, spec["resume"])
+        return self.strategy.reduce("SUM", self.strategy.run(tf.identity, args=(local,)), axis=None)
+
+    def _evaluate(self, features: Any, labels: Any, weights: Any) -> Any:
+        return self.strategy.reduce(
+            "SUM", self.strategy.run(self._eval_step, args=(features, labels, weights)), axis=None
+        )
+
+
+def _epochs(
+    steps: _Steps,
+    batches: Any,
+    validation: list[tuple[Any, ...]],
+    stopper: _EarlyStopping,
+    spec: Spec,
+    tc: Any,
+    paths: Any,
+    checkpoint_dir: str,
+    marks: dict[str, float],
+) -> tuple[list[dict[str, float]], list[float]]:
+    """The epochs from the one to resume at: train, validate, checkpoint, log; stop early as Keras would."""
+    import tensorflow as tf
+
+    from dlspark.train.driver import append_log
+
     history: list[dict[str, float]] = []
     rates: list[float] = []
-    checkpoint_dir = paths.backup if rank == 0 else tempfile.mkdtemp(prefix=f"dlspark-worker{rank}-")
-    with _distributed_batches(strategy, petastorm_dataset, manifest, tc, per_worker, rank, workers, inputs) as it:
-        marks["data"] = time.time()
-        log.info(
-            "worker %d/%d (pid %d) ready: %d steps per epoch of %d examples (%d per worker), epochs %d to %d",
-            rank,
-            workers,
-            os.getpid(),
-            steps,
-            global_batch,
-            per_worker,
-            int(spec["start_epoch"]) + 1,
-            epochs,
-        )
-        for epoch in range(int(spec["start_epoch"]), epochs):
-            started = time.monotonic()
-            totals = tf.zeros(4)
-            for step in range(steps):
-                totals += distributed_train(it)
-                if "first_step" not in marks:
-                    marks["first_step"] = time.time()
-                    log.info(
-                        "worker %d: first step done, %.1f s after it started", rank, time.time() - marks["started"]
-                    )
-                _progress(rank, epoch, epochs, step + 1, steps, totals, started)
-            seconds = time.monotonic() - started
-            rates.append(steps * global_batch / seconds)
-            row = {"epoch": float(epoch), **_metrics(sum_over_workers(totals).numpy(), workers)}
-            row.update({f"val_{k}": v for k, v in _evaluate(distributed_eval, validation, workers).items()})
-            history.append(row)
-            stop = stopper.update(epoch, row["val_loss"], model)
-            _checkpoint(model, checkpoint_dir, epoch + 1, stopper, rank, paths)
-            if rank == 0:
-                _append_log(paths.log, row)
-            (log.info if rank == 0 else log.debug)(
-                "epoch %d/%d: %s (%.1f s, %.0f examples/s)",
-                epoch + 1,
-                epochs,
-                " ".join(f"{k} {v:.4f}" for k, v in row.items() if k != "epoch"),
-                seconds,
-                rates[-1],
-            )
-            if stop:
+    progress = _Progress(spec.rank, tc.epochs, spec.steps_per_epoch)
+    for epoch in range(spec.start_epoch, tc.epochs):
+        started = time.monotonic()
+        totals = tf.zeros(4)
+        for step in range(spec.steps_per_epoch):
+            totals += steps.train(batches)
+            if "first_step" not in marks:
+                marks["first_step"] = time.time()
                 log.info(
-                    "early stopping after epoch %d: val_loss has not improved for %d epochs", epoch + 1, tc.patience
+                    "worker %d: first step done, %.1f s after it started", spec.rank, time.time() - marks["started"]
                 )
-                break
-    stopper.restore(model, paths.backup)
-    if rank == 0:
-        model.save(paths.model)
-    else:
-        shutil.rmtree(checkpoint_dir, ignore_errors=True)
-    return {
-        "rank": rank,
-        "model": paths.model if rank == 0 else None,
-        "history": history,
-        "digest": weights_digest(model.get_weights()),
-        "samples_per_s": rates,
-        "marks": marks,
-        "warm_start": warm,
-    }
+            progress.step(epoch, step + 1, totals, started)
+        seconds = time.monotonic() - started
+        rates.append(spec.steps_per_epoch * spec.global_batch / seconds)
+        row = {"epoch": float(epoch), **_metrics(steps.sum_over_workers(totals).numpy(), spec.workers)}
+        row.update({f"val_{k}": v for k, v in _evaluate(steps.evaluate, validation, spec.workers).items()})
+        history.append(row)
+        stop = stopper.update(epoch, row["val_loss"], steps.model)
+        _checkpoint(steps.model, checkpoint_dir, epoch + 1, stopper)
+        if spec.rank == 0:
+            append_log(paths.log, row)
+        (log.info if spec.rank == 0 else log.debug)(
+            "epoch %d/%d: %s (%.1f s, %.0f examples/s)",
+            epoch + 1,
+            tc.epochs,
+            " ".join(f"{k} {v:.4f}" for k, v in row.items() if k != "epoch"),
+            seconds,
+            rates[-1],
+        )
+        if stop:
+            log.info("early stopping after epoch %d: val_loss has not improved for %d epochs", epoch + 1, tc.patience)
+            break
+    return history, rates
 
 
 @contextmanager
-def _distributed_batches(
-    strategy: Any,
-    dataset_of: Callable[..., Any],
-    manifest: Any,
-    tc: Any,
-    per_worker: int,
-    rank: int,
-    workers: int,
-    inputs: tuple[str, ...],
-) -> Iterator[Any]:
+def _distributed_batches(strategy: Any, manifest: Any, tc: Any, spec: Spec, inputs: tuple[str, ...]) -> Iterator[Any]:
     """An iterator over this worker's Petastorm shard, repeated forever (the steps per epoch bound each epoch)."""
     import tensorflow as tf
 
-    with dataset_of(
+    from dlspark.train.data import petastorm_dataset
+
+    with petastorm_dataset(
         manifest,
         "train",
-        per_worker,
+        spec.per_worker_batch,
         shuffle=tc.shuffle_row_groups,
-        seed=tc.seed + rank,
+        seed=tc.seed + spec.rank,
         pool=tc.reader_pool,
         workers=tc.reader_workers,
         prefetch=tc.prefetch,
-        shard=(rank, workers),
+        shard=(spec.rank, spec.workers),
         inputs=inputs,
     ) as batches:
         options = tf.data.Options()
@@ -285,25 +359,28 @@ def _metrics(totals: Any, workers: int) -> dict[str, float]:
     return {"loss": loss_sum / count + penalty / workers, "top10": hits / count}
 
 
-_last_progress = [0.0]
-
-
-def _progress(rank: int, epoch: int, epochs: int, step: int, steps: int, totals: Any, started: float) -> None:
+class _Progress:
     """A progress line from the chief every 10 seconds of a long epoch (its own shard's running figures)."""
-    now = time.monotonic()
-    if rank != 0 or step == steps or now - max(_last_progress[0], started) < 10:
-        return
-    _last_progress[0] = now
-    loss_sum, hits, count, _ = (float(x) for x in totals.numpy())
-    log.info(
-        "epoch %d/%d step %d/%d: loss %.4f top10 %.4f",
-        epoch + 1,
-        epochs,
-        step,
-        steps,
-        loss_sum / max(count, 1),
-        hits / max(count, 1),
-    )
+
+    def __init__(self, rank: int, epochs: int, steps: int) -> None:
+        self.rank, self.epochs, self.steps = rank, epochs, steps
+        self.last = 0.0
+
+    def step(self, epoch: int, step: int, totals: Any, started: float) -> None:
+        now = time.monotonic()
+        if self.rank != 0 or step == self.steps or now - max(self.last, started) < 10:
+            return
+        self.last = now
+        loss_sum, hits, count, _ = (float(x) for x in totals.numpy())
+        log.info(
+            "epoch %d/%d step %d/%d: loss %.4f top10 %.4f",
+            epoch + 1,
+            self.epochs,
+            step,
+            self.steps,
+            loss_sum / max(count, 1),
+            hits / max(count, 1),
+        )
 
 
 class _EarlyStopping:
@@ -340,42 +417,27 @@ class _EarlyStopping:
             model.load_weights(f"{checkpoint_dir}/{self.best_weights}")
 
 
-def _checkpoint(model: Any, directory: str, epochs_done: int, stopper: _EarlyStopping, rank: int, paths: Any) -> None:
+def _checkpoint(model: Any, directory: str, epochs_done: int, stopper: _EarlyStopping) -> None:
     """Weights and optimizer state after `epochs_done` epochs; training_metadata.json names them (written last,
-    by a rename, so a worker killed while saving leaves the previous checkpoint whole)."""
-    from dlspark import layout as io_
+    by a rename, so a worker killed while saving leaves the previous checkpoint whole). Keras writes the weights
+    files itself; everything else goes through dlspark.fs."""
+    from dlspark import fs
 
     name = f"epoch-{epochs_done:04d}.weights.h5"
     model.save_weights(f"{directory}/{name}")
     if stopper.best_weights == f"best-{epochs_done:04d}.weights.h5":  # this epoch is the best so far
-        shutil.copyfile(f"{directory}/{name}", f"{directory}/{stopper.best_weights}")
+        fs.copy(f"{directory}/{name}", f"{directory}/{stopper.best_weights}")
     metadata = {"epoch": epochs_done, "weights": name, **stopper.state()}
-    io_.write_json(f"{directory}/training_metadata.json.tmp", metadata)
-    os.replace(f"{directory}/training_metadata.json.tmp", f"{directory}/training_metadata.json")
+    fs.replace_json(f"{directory}/training_metadata.json", metadata)
     keep = {name, stopper.best_weights}
-    for old in os.listdir(directory):
+    for old in fs.listdir(directory):
         if old.endswith(".weights.h5") and old not in keep:
-            os.remove(f"{directory}/{old}")
-
-
-def _append_log(path: str, row: dict[str, float]) -> None:
-    """One row of the training log, in the columns Keras's CSVLogger writes for the driver trainer."""
-    import csv
-
-    new = not os.path.exists(path) or os.path.getsize(path) == 0
-    with open(path, "a", newline="") as out:
-        writer = csv.DictWriter(out, fieldnames=list(row))
-        if new:
-            writer.writeheader()
-        writer.writerow({k: int(v) if k == "epoch" else v for k, v in row.items()})
+            fs.delete(f"{directory}/{old}")
 
 
 def weights_digest(weights: list[Any]) -> str:
     """A short digest of a model's weights: equal on every worker when they trained in step."""
-    digest = hashlib.sha256()
-    for array in weights:
-        digest.update(array.tobytes())
-    return digest.hexdigest()[:16]
+    return short_hash(b"".join(array.tobytes() for array in weights))
 
 
 if __name__ == "__main__":

@@ -1,18 +1,14 @@
-"""What every stage shares: splitting rows into kept and quarantined, writing both, and checking the counts."""
+"""Rows set aside with a reason: splitting tagged rows into kept and quarantined, writing both, checking counts."""
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable
 
 from pyspark import StorageLevel
-from pyspark.sql import Column, DataFrame, Row, SparkSession
+from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
-from pyspark.sql.types import StructType
 
-from dlspark import layout as io_
-from dlspark.errors import AccountingError, InputError
-from dlspark.layout import Layout
+from dlspark.errors import AccountingError
 from dlspark.report import StageReport
 
 log = logging.getLogger(__name__)
@@ -22,61 +18,26 @@ RECORD = "_record"
 KEEP_NULLS = {"ignoreNullFields": "false"}  # a quarantined record shows its missing fields as null
 
 
-def first_failing(rules: Iterable[tuple[str, Column]]) -> Column:
-    """The name of the first rule whose condition holds, or null when none does (the row is good)."""
-    reason: Column | None = None
-    for name, failed in rules:
-        reason = F.when(failed, F.lit(name)) if reason is None else reason.when(failed, F.lit(name))
-    return reason if reason is not None else F.lit(None).cast("string")
-
-
-def one_row(frame: DataFrame) -> Row:
-    """The single row of a global aggregation (which always has exactly one)."""
-    row = frame.first()
-    if row is None:
-        raise AccountingError("an aggregation returned no row")
-    return row
-
-
-def require_columns(frame: DataFrame, columns: Iterable[str], what: str) -> None:
-    missing = [c for c in columns if c not in frame.columns]
-    if missing:
-        raise InputError(f"{what} lacks column(s) {missing}; it has {frame.columns}")
-
-
-def require_dataset(path: str, what: str) -> None:
-    """Fail with what is missing and what to run when an earlier stage's output is not there."""
-    if not io_.exists(path):
-        raise InputError(f"{what} not found at {path}; run the stage that writes it first")
-
-
-def read_parquet(spark: SparkSession, path: str, schema: StructType, what: str) -> DataFrame:
-    """Read a dataset an earlier stage wrote, with a clear message when that stage has not run."""
-    require_dataset(path, what)
-    return spark.read.schema(schema).parquet(path)
-
-
 def split_and_write(
     classified: DataFrame,
     good_columns: list[str],
-    root: Layout,
+    good_path: str,
+    quarantine_path: str,
     report: StageReport,
     partition_by: str = "date",
 ) -> None:
-    """Write rows whose REASON is null to `report.output` and the rest to quarantine/stage=<stage>, then check counts.
+    """Write rows whose REASON is null to `good_path` and the rest to `quarantine_path`, then check the counts.
 
     `report.rows_in` must already hold the input's own count. `classified` is read once (persisted); the counts
-    of what was written are then read back from the written files and must equal
-    the counts seen before writing, so a lost or duplicated row fails the stage loudly.
+    of what was written are then read back from the written files and must equal the counts seen before
+    writing, so a lost or duplicated row fails the stage loudly.
     """
-    good_path = report.output
     classified = classified.persist(StorageLevel.MEMORY_AND_DISK)
     try:
         by_reason = {
             row[REASON]: row["n"] for row in classified.groupBy(REASON).agg(F.count(F.lit(1)).alias("n")).collect()
         }
-        good_rows = by_reason.pop(None, 0)
-        report.rows_out = good_rows
+        report.rows_out = by_reason.pop(None, 0)
         report.quarantined = dict(sorted(by_reason.items()))
         good = classified.where(F.col(REASON).isNull()).select(*good_columns)
         good.write.mode("overwrite").partitionBy(partition_by).parquet(good_path)
@@ -88,7 +49,6 @@ def split_and_write(
             F.col(REASON).alias("reason"),
             F.col(RECORD).alias("record"),
         )
-        quarantine_path = root.quarantine(report.stage)
         bad.write.mode("overwrite").partitionBy(partition_by).parquet(quarantine_path)
     finally:
         classified.unpersist()

@@ -9,14 +9,12 @@ next: a version already copied is found by its identity, a decision already take
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
 import logging
 from typing import Any
 
-from pyarrow import fs as pafs
-
-from dlspark import layout as io_
+from dlspark import fs
 from dlspark.config import PipelineConfig
+from dlspark.digest import short_hash
 from dlspark.errors import InputError
 from dlspark.layout import Layout
 from dlspark.report import report_path
@@ -26,37 +24,33 @@ log = logging.getLogger(__name__)
 SKIPPED = ("checkpoint",)  # what a version does not keep of the model directory
 
 
-def models_dir(root: Layout) -> str:
-    return root.path("models")
-
-
 def history(root: Layout) -> list[dict[str, Any]]:
-    path = f"{models_dir(root)}/history.json"
-    return list(io_.read_json(path)) if io_.exists(path) else []
+    path = f"{root.models}/history.json"
+    return list(fs.read_json(path)) if fs.exists(path) else []
 
 
 def current(root: Layout) -> str | None:
     """The directory of the current model version, or None before the first promotion."""
-    pointer = f"{models_dir(root)}/current"
-    if not io_.exists(pointer):
+    pointer = f"{root.models}/current"
+    if not fs.exists(pointer):
         return None
-    return f"{models_dir(root)}/{io_.read_bytes(pointer).decode().strip()}"
+    return f"{root.models}/{fs.read_bytes(pointer).decode().strip()}"
 
 
 def promote(cfg: PipelineConfig) -> dict[str, Any]:
     """Keep model/ as the next version, make it current if its test metric is not worse, and record the run."""
-    root = Layout.at(cfg.data.root)
+    root = cfg.data.layout
     evaluation_path = root.path("model", "evaluation.json")
-    if not io_.exists(evaluation_path):
+    if not fs.exists(evaluation_path):
         raise InputError(f"no evaluation at {evaluation_path}; run `dlspark evaluate` before promoting the model")
-    identity = hashlib.sha256(io_.read_bytes(report_path(root.model))).hexdigest()[:16]  # one per training run
+    identity = short_hash(fs.read_bytes(report_path(root.model)))  # one per training run
     past = history(root)
     decided = next((entry for entry in past if entry["identity"] == identity), None)
     if decided is not None:
         return decided
     version = _store_version(root, identity)
     metric = cfg.train.promotion_metric
-    metrics = io_.read_json(evaluation_path)["metrics"]["model"]
+    metrics = fs.read_json(evaluation_path)["metrics"]["model"]
     value = float(metrics[metric])
     current_dir = current(root)
     current_version = current_dir.rsplit("/", 1)[1] if current_dir else None
@@ -64,7 +58,7 @@ def promote(cfg: PipelineConfig) -> dict[str, Any]:
     best = before["metrics"].get(metric) if before else None
     promoted = best is None or value >= best
     if promoted:
-        io_.replace_bytes(f"{models_dir(root)}/current", f"{version}\n".encode())
+        fs.replace_bytes(f"{root.models}/current", f"{version}\n".encode())
     entry = {
         "version": version,
         "identity": identity,
@@ -76,7 +70,7 @@ def promote(cfg: PipelineConfig) -> dict[str, Any]:
         "current_metric": best,
         "promoted": promoted,
     }
-    io_.replace_json(f"{models_dir(root)}/history.json", [*past, entry])
+    fs.replace_json(f"{root.models}/history.json", [*past, entry])
     log.info("model %s: %s", version, describe(entry))
     return entry
 
@@ -92,24 +86,18 @@ def describe(entry: dict[str, Any]) -> str:
 
 def _store_version(root: Layout, identity: str) -> str:
     """Copy model/ to models/vNNNN (via models/_incoming and a rename); an earlier copy of it is reused."""
-    base = models_dir(root)
-    versions = [name for name in io_.listdir(base) if name.startswith("v") and name[1:].isdigit()]
+    base = root.models
+    versions = [name for name in fs.listdir(base) if name.startswith("v") and name[1:].isdigit()]
     for name in versions:
-        if io_.exists(f"{base}/{name}/identity") and io_.read_bytes(f"{base}/{name}/identity").decode() == identity:
+        if fs.exists(f"{base}/{name}/identity") and fs.read_bytes(f"{base}/{name}/identity").decode() == identity:
             return name
     version = f"v{max((int(name[1:]) for name in versions), default=0) + 1:04d}"
     incoming = f"{base}/_incoming/{version}"
-    io_.delete(incoming)
-    fs, model = io_.filesystem(root.model)
-    for entry in io_.listdir(root.model):
+    fs.delete(incoming)
+    for entry in fs.listdir(root.model):
         if entry not in SKIPPED:
-            target_fs, target = io_.filesystem(f"{incoming}/{entry}")
-            if fs.get_file_info(f"{model}/{entry}").type == pafs.FileType.Directory:
-                target_fs.create_dir(target, recursive=True)
-                pafs.copy_files(f"{model}/{entry}", target, fs, target_fs)
-            else:
-                io_.write_bytes(f"{incoming}/{entry}", io_.read_bytes(f"{root.model}/{entry}"))
-    io_.write_bytes(f"{incoming}/identity", identity.encode())
-    io_.move(incoming, f"{base}/{version}")
-    io_.delete(f"{base}/_incoming")
+            fs.copy(f"{root.model}/{entry}", f"{incoming}/{entry}")
+    fs.write_bytes(f"{incoming}/identity", identity.encode())
+    fs.move(incoming, f"{base}/{version}")
+    fs.delete(f"{base}/_incoming")
     return version

@@ -7,19 +7,20 @@ import datetime as dt
 import logging
 import sys
 import warnings
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import ExitStack, contextmanager
 from typing import TYPE_CHECKING, Any
 
 from dlspark import __version__
 from dlspark.config import DEFAULT_CONFIG, PipelineConfig, load_config
-from dlspark.errors import ConfigError, DlsparkError
+from dlspark.errors import DlsparkError
+from dlspark.stages import STAGES
 
 if TYPE_CHECKING:
-    from dlspark.report import StageReport
+    from pyspark.sql import SparkSession
 
-STAGE_ORDER = ["ingest", "clean", "dedup", "mine", "shards", "train"]
-SPARK_STAGES = STAGE_ORDER[:-1]
-PIPELINE = [*STAGE_ORDER, "evaluate"]  # `dlspark pipeline`: train leaves the evaluation to evaluate
+# What a stage command runs after its own stage, so that its output shows the result: `dlspark train` evaluates.
+THEN = {"train": ["evaluate"]}
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -58,24 +59,18 @@ def _parser() -> argparse.ArgumentParser:
     gen.add_argument("--seed", type=int, help="random seed; the same seed gives the same bytes")
     gen.add_argument("--days", type=int, help="days of data, one raw folder per day")
 
-    for stage, text in [
-        ("ingest", "raw/ -> ingested/ + quarantine/"),
-        ("clean", "ingested/ -> clean/ + quarantine/"),
-        ("dedup", "clean/ -> events/ + products/"),
-        ("mine", "events/ -> mining/ (itemsets, rules with full metrics, popularity)"),
-        ("shards", "events/ -> shards/{train,val,test}/ (Parquet training examples for Petastorm) + manifest"),
-        ("train", "shards/ -> model/ (Keras, fed by Petastorm), then evaluate it against the rules and popularity"),
-        ("evaluate", "model/ + shards/test -> hit rate and MRR of the model, the rules and popularity"),
-    ]:
-        commands.add_parser(stage, parents=[common, dated], help=text)
+    for stage in STAGES.stages:
+        then = "".join(f", then {name}" for name in THEN.get(stage.name, []))
+        commands.add_parser(stage.name, parents=[common, dated], help=stage.help + then)
 
     pipe = commands.add_parser(
         "pipeline",
         parents=[common, dated],
         help="run the stages in order in one Spark application, skipping those already up to date",
     )
-    pipe.add_argument("--from", dest="first", choices=PIPELINE, default=PIPELINE[0], help="first stage to run")
-    pipe.add_argument("--to", dest="last", choices=PIPELINE, default=PIPELINE[-1], help="last stage to run")
+    names = STAGES.names
+    pipe.add_argument("--from", dest="first", choices=names, default=names[0], help="first stage to run")
+    pipe.add_argument("--to", dest="last", choices=names, default=names[-1], help="last stage to run")
     pipe.add_argument("--force", action="store_true", help="rerun the stages even when they are up to date")
 
     sched = commands.add_parser(
@@ -134,7 +129,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.getLogger("py4j").setLevel(logging.WARNING)
     logging.getLogger("petastorm").setLevel(logging.WARNING)
     logging.getLogger("tensorflow").setLevel(logging.WARNING)
-    # Petastorm 0.13 uses pyarrow's legacy dataset API, which warns on every read (STACK.md pins pyarrow < 15).
+    # Petastorm 0.13 uses pyarrow's legacy dataset API, which warns on every read (pyarrow < 15: docs/decisions.md).
     warnings.filterwarnings("ignore", category=FutureWarning, module=r"petastorm\.")
     warnings.filterwarnings("ignore", message="`shuffle=True` was passed")  # Keras; Petastorm and tf.data shuffle
     try:
@@ -154,40 +149,33 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _run(command: str, cfg: PipelineConfig, args: argparse.Namespace) -> int:
     # Spark is imported here, after the configuration has been checked, so a bad key fails in a second.
-    from dlspark.generate import generate
-    from dlspark.layout import Layout
-    from dlspark.pipeline import check_inputs, format_reports, format_rules, run_pipeline, run_stage
+    if command in STAGES.names:
+        return _stages([command, *THEN.get(command, [])], cfg)
+    if command == "pipeline":
+        return _pipeline(STAGES.between(args.first, args.last), cfg, args.force)
+    return _demo(command, cfg)
+
+
+def _stages(names: list[str], cfg: PipelineConfig) -> int:
+    """Run stages by name, whether or not they are up to date, in a Spark session when one needs it."""
+    from dlspark.cli.console import print_run
+    from dlspark.pipeline import check_inputs, run_stages
+
+    check_inputs(names[0], cfg)
+    with _session_if(any(STAGES[name].needs_spark(cfg) for name in names), cfg) as spark:
+        print_run(run_stages(names, spark, cfg))
+    return 0
+
+
+def _demo(command: str, cfg: PipelineConfig) -> int:
+    """`generate`, and `demo`: generate, run every stage, and score the result against the generator's truth."""
+    from dlspark.cli.console import format_score, print_run
+    from dlspark.demo.generate import generate
+    from dlspark.pipeline import run_pipeline
     from dlspark.runreport import write_run_report
     from dlspark.session import spark_session
-    from dlspark.train.evaluate import format_evaluation
 
-    root = Layout.at(cfg.data.root)
-    if command in SPARK_STAGES:
-        check_inputs(command, cfg)
-        with spark_session(cfg.spark) as spark:
-            report = run_stage(command, spark, cfg)
-        print(format_reports([report]))
-        if command == "mine":
-            print()
-            print(format_rules(report.details["top_rules"]))
-        return 0
-    if command == "pipeline":
-        first, last = PIPELINE.index(args.first), PIPELINE.index(args.last)
-        if first > last:
-            raise ConfigError(f"--from {args.first} comes after --to {args.last}; stages run in the order {PIPELINE}")
-        return _pipeline(PIPELINE[first : last + 1], cfg, args.force)
-    if command in ("train", "evaluate"):
-        check_inputs(command, cfg)
-        if command == "train" and cfg.train.mode == "barrier":  # its workers are Spark barrier tasks
-            with spark_session(cfg.spark) as spark:
-                report = run_stage(command, spark, cfg)
-        else:
-            report = run_stage(command, None, cfg)
-        print(format_reports([report]))
-        print()
-        print(format_evaluation(report.details["evaluation"]))
-        return 0
-
+    root = cfg.data.layout
     with spark_session(cfg.spark) as spark:
         summary = generate(spark, cfg.generate, cfg.data.root)
         print(
@@ -197,81 +185,73 @@ def _run(command: str, cfg: PipelineConfig, args: argparse.Namespace) -> int:
         )
         if command == "generate":
             return 0
-        from dlspark.truth import format_score, score
+        from dlspark.demo.truth import score
 
-        in_spark, on_driver = _split(PIPELINE, cfg)
+        in_spark, on_driver = _split(STAGES.names, cfg)
         reports = run_pipeline(in_spark, spark, cfg)  # new raw data: every stage runs
-        truth = score(spark, root)
+        truth = format_score(score(spark, root))
     reports += run_pipeline(on_driver, None, cfg)
-    by_stage = {report.stage: report for report in reports}
     print()
-    print(format_reports(reports))
-    print()
-    print(format_rules(by_stage["mine"].details["top_rules"]))
-    print()
-    print(format_score(truth))
-    print()
-    print(format_evaluation(by_stage["evaluate"].details["evaluation"]))
-    print(_promotion(by_stage["evaluate"]))
+    print_run(reports, truth)
     print(
         f"\nOutputs under {root.root}: events/ products/ mining/ shards/ model/ reports/ clean/ quarantine/ "
         "(stage reports: */_report.json)"
     )
-    print(f"Run report: {write_run_report(reports, root, notes=format_score(truth))}")
+    print(f"Run report: {write_run_report(reports, root, notes=truth)}")
     return 0
 
 
 def _split(names: list[str], cfg: PipelineConfig) -> tuple[list[str], list[str]]:
-    """The stages to run in the Spark session, and those after it: driver-mode training runs once Spark has
-    stopped, so TensorFlow has the memory (barrier-mode training needs the session)."""
-    from dlspark.pipeline import DRIVER_STAGES
+    """The stages to run in the Spark session (up to the last that needs it), and those after it: driver-mode
+    training runs once Spark has stopped, so TensorFlow has the memory."""
+    needing = [i for i, name in enumerate(names) if STAGES[name].needs_spark(cfg)]
+    cut = needing[-1] + 1 if needing else 0
+    return names[:cut], names[cut:]
 
-    in_spark = [n for n in names if n not in DRIVER_STAGES or cfg.train.mode == "barrier"]
-    return in_spark, names[len(in_spark) :]
+
+@contextmanager
+def _session_if(needed: bool, cfg: PipelineConfig) -> Iterator[SparkSession | None]:
+    """A SparkSession for the `with` block when `needed`, else None."""
+    if not needed:
+        yield None
+        return
+    from dlspark.session import spark_session
+
+    with spark_session(cfg.spark) as spark:
+        yield spark
 
 
 def _pipeline(names: list[str], cfg: PipelineConfig, force: bool) -> int:
     """The stages up to date are skipped before Spark starts; the others run in one Spark session."""
-    from dlspark.layout import Layout
-    from dlspark.pipeline import check_inputs, format_reports, format_rules, run_pipeline
+    from dlspark.cli.console import print_run
+    from dlspark.pipeline import check_inputs, run_pipeline
     from dlspark.runreport import write_run_report
-    from dlspark.session import spark_session
-    from dlspark.train.evaluate import format_evaluation
 
     check_inputs(names[0], cfg)
     reports = run_pipeline(names, None, cfg, force, until_stale=True)
     in_spark, on_driver = _split(names[len(reports) :], cfg)
     if in_spark:
-        with spark_session(cfg.spark) as spark:
+        with _session_if(True, cfg) as spark:
             reports += run_pipeline(in_spark, spark, cfg, force)
     reports += run_pipeline(on_driver, None, cfg, force)
-    by_stage = {report.stage: report for report in reports}
-    print(format_reports(reports))
-    if "mine" in by_stage:
-        print()
-        print(format_rules(by_stage["mine"].details["top_rules"]))
-    if "evaluate" in by_stage:
-        print()
-        print(format_evaluation(by_stage["evaluate"].details["evaluation"]))
-        print(_promotion(by_stage["evaluate"]))
-    print(f"\nRun report: {write_run_report(reports, Layout.at(cfg.data.root))}")
+    print_run(reports)
+    print(f"\nRun report: {write_run_report(reports, cfg.data.layout)}")
     return 0
 
 
 def _schedule(cfg: PipelineConfig, args: argparse.Namespace) -> int:
-    """Catch-up days (ingest, clean, dedup only) share one Spark session per pass; a day that runs the whole
+    """Catch-up days (the daily stages only) share one Spark session per pass; a day that runs the whole
     pipeline runs it as `dlspark pipeline --date` does."""
-    from contextlib import ExitStack
-
     from dlspark import schedule
-    from dlspark.pipeline import format_reports, run_pipeline
+    from dlspark.cli.console import format_reports
+    from dlspark.pipeline import run_pipeline
     from dlspark.session import spark_session
 
     shared = ExitStack()
     sessions: list[Any] = []  # the pass's SparkSession, once a catch-up day has started it
 
     def run_day(names: list[str], day_cfg: PipelineConfig) -> None:
-        if names == schedule.ETL:
+        if names == STAGES.daily():
             if not sessions:
                 sessions.append(shared.enter_context(spark_session(cfg.spark)))
             print(format_reports(run_pipeline(names, sessions[0], day_cfg)))
@@ -284,15 +264,8 @@ def _schedule(cfg: PipelineConfig, args: argparse.Namespace) -> int:
         sessions.clear()
 
     since, until = (str(day) if day else None for day in (args.since, args.until))
-    schedule.loop(cfg, run_day, PIPELINE, since, until, 0 if args.once else args.every, after_pass=end_pass)
+    schedule.loop(cfg, run_day, since, until, 0 if args.once else args.every, after_pass=end_pass)
     return 0
-
-
-def _promotion(evaluate: StageReport) -> str:
-    from dlspark.train.registry import describe
-
-    entry = evaluate.details["promotion"]
-    return f"\nModel {entry['version']} (models/{entry['version']}): {describe(entry)}"
 
 
 if __name__ == "__main__":

@@ -10,10 +10,10 @@ from dataclasses import asdict, dataclass
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
-from dlspark import layout as io_
+from dlspark import fs
+from dlspark.frames import one_row
 from dlspark.layout import Layout
 from dlspark.report import report_path
-from dlspark.stages.common import one_row
 
 GENERATED_EVENT_ID = r"(E\d{9}-\d{2})"
 BAD_RECORDS_SCHEMA = "date string, feed string, file string, line int, kind string, event_id string"
@@ -89,7 +89,7 @@ def merge_scores(spark: SparkSession, root: Layout) -> tuple[float, float, int, 
 
 def planted_groups_found(spark: SparkSession, root: Layout) -> tuple[int, int]:
     """(planted groups, groups found as a frequent itemset of their canonical products)."""
-    groups = io_.read_json(root.path("truth", "planted.json"))["groups"]
+    groups = fs.read_json(root.path("truth", "planted.json"))["groups"]
     truth = truth_products(spark, root)
     canonical = (
         spark.read.parquet(root.products)
@@ -111,7 +111,7 @@ def planted_groups_found(spark: SparkSession, root: Layout) -> tuple[int, int]:
 
 
 def score(spark: SparkSession, root: Layout) -> TruthScore:
-    summary = io_.read_json(root.path("truth", "summary.json"))
+    summary = fs.read_json(root.path("truth", "summary.json"))
     joined = quarantine_vs_truth(spark, root)
     counts = one_row(
         joined.agg(
@@ -126,7 +126,7 @@ def score(spark: SparkSession, root: Layout) -> TruthScore:
     events = spark.read.parquet(root.events)
     n_events = events.count()
     distinct_ids = events.select("event_id").distinct().count()
-    dedup_report = io_.read_json(report_path(root.events))
+    dedup_report = fs.read_json(report_path(root.events))
     precision, recall, true_pairs, predicted_pairs = merge_scores(spark, root)
     n_groups, n_found = planted_groups_found(spark, root)
     return TruthScore(
@@ -147,20 +147,4 @@ def score(spark: SparkSession, root: Layout) -> TruthScore:
         predicted_pairs=predicted_pairs,
         planted_groups=n_groups,
         planted_groups_found=n_found,
-    )
-
-
-def format_score(s: TruthScore) -> str:
-    return "\n".join(
-        [
-            "Against the generator's ground truth:",
-            f"  bad records: {s.planted_bad:,} planted, {s.bad_caught_with_right_reason:,} quarantined with the right "
-            f"reason, {s.bad_caught_with_wrong_reason:,} with another reason, {s.bad_missed:,} missed; "
-            f"{s.good_quarantined:,} good records quarantined",
-            f"  replays: {s.replays_removed:,} removed of {s.expected_replays_removed:,} planted; "
-            f"{s.events:,} events kept of {s.expected_events:,} expected; {s.duplicate_event_ids:,} duplicate ids left",
-            f"  product merges: precision {s.merge_precision:.3f}, recall {s.merge_recall:.3f} "
-            f"({s.predicted_pairs:,} id pairs merged, {s.true_pairs:,} true pairs)",
-            f"  planted product groups: {s.planted_groups_found} of {s.planted_groups} found as frequent itemsets",
-        ]
     )

@@ -9,7 +9,7 @@ from __future__ import annotations
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
-from dlspark.stages.common import one_row
+from dlspark.frames import one_row
 
 
 def recommend_from_rules(baskets: DataFrame, rules: DataFrame, k: int) -> DataFrame:

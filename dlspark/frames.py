@@ -1,0 +1,32 @@
+"""Small DataFrame helpers every layer uses: rule tagging, one-row aggregations, column checks."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from pyspark.sql import Column, DataFrame, Row
+from pyspark.sql import functions as F
+
+from dlspark.errors import AccountingError, InputError
+
+
+def first_failing(rules: Iterable[tuple[str, Column]]) -> Column:
+    """The name of the first rule whose condition holds, or null when none does (the row is good)."""
+    reason: Column | None = None
+    for name, failed in rules:
+        reason = F.when(failed, F.lit(name)) if reason is None else reason.when(failed, F.lit(name))
+    return reason if reason is not None else F.lit(None).cast("string")
+
+
+def one_row(frame: DataFrame) -> Row:
+    """The single row of a global aggregation (which always has exactly one)."""
+    row = frame.first()
+    if row is None:
+        raise AccountingError("an aggregation returned no row")
+    return row
+
+
+def require_columns(frame: DataFrame, columns: Iterable[str], what: str) -> None:
+    missing = [c for c in columns if c not in frame.columns]
+    if missing:
+        raise InputError(f"{what} lacks column(s) {missing}; it has {frame.columns}")
