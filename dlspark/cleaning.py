@@ -7,6 +7,7 @@ The clean stage applies them; ingest applies them too, to refuse a day none of w
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Callable
 
 from pyspark.sql import Column, DataFrame
@@ -72,21 +73,23 @@ def rules(cfg: CleanConfig) -> list[tuple[str, Column]]:
     """(reason, condition that breaks it), in the order they are checked; inputs are trimmed strings or null."""
     quantity = F.expr("try_cast(quantity AS DOUBLE)")
     price = F.expr("try_cast(unit_price AS DOUBLE)")
+    start, end = (dt.datetime.combine(day, dt.time()) for day in (cfg.min_date, cfg.max_date))
     return [
         ("missing_event_id", F.col("event_id").isNull()),
         ("missing_order_id", F.col("order_id").isNull()),
         ("missing_product_id", F.col("product_id").isNull()),
         ("missing_quantity", F.col("quantity").isNull()),
         ("non_numeric_quantity", quantity.isNull() | F.isnan(quantity)),
-        ("non_integer_quantity", quantity != F.floor(quantity)),
+        ("quantity_too_large", quantity > cfg.max_quantity),  # before the integer test: 1e308 is too large
+        ("non_integer_quantity", quantity % 1 != 0),  # exact for any double (floor overflows a long)
         ("non_positive_quantity", quantity <= 0),
-        ("quantity_too_large", quantity > cfg.max_quantity),
         ("missing_unit_price", F.col("unit_price").isNull()),
         ("non_numeric_price", price.isNull() | F.isnan(price)),
         ("negative_price", price < 0),
         ("price_too_large", price > cfg.max_unit_price),
         ("missing_event_time", F.col("event_time").isNull()),
         ("unparseable_time", F.col("_parsed_time").isNull()),
+        ("time_out_of_range", (F.col("_parsed_time") < F.lit(start)) | (F.col("_parsed_time") >= F.lit(end))),
     ]
 
 

@@ -5,6 +5,7 @@ Everything is checked before any Spark work starts; a bad key fails with its dot
 
 from __future__ import annotations
 
+import codecs
 import datetime as dt
 import json
 import typing
@@ -61,8 +62,11 @@ class FeedConfig(_Section):
 
     format: Literal["csv", "json", "parquet"]
     path: str = Field(description="Directory under raw/ holding date=YYYY-MM-DD/ folders of files.")
-    fields: list[str] | None = Field(None, description="CSV: every source column, in the file's order.")
+    fields: list[str] | None = Field(
+        None, description="CSV: the columns a file may hold (checked against columns); files are read by header name."
+    )
     columns: dict[str, str] = Field(description="canonical field -> source field")
+    encoding: str = Field("utf-8", description="The files' text encoding; a byte-order mark (UTF-8/16/32) wins.")
     time_format: str | None = Field(None, description="Spark datetime pattern; empty means ISO 8601.")
     options: dict[str, str] = {}
 
@@ -85,8 +89,12 @@ class FeedConfig(_Section):
         missing = [f for f in REQUIRED_FIELDS if f not in self.columns]
         if missing:
             raise ValueError(f"columns must map the required field(s) {missing}")
-        if self.format == "csv" and not self.fields:
-            raise ValueError("a csv feed needs 'fields': its source columns in the file's order")
+        try:
+            codecs.lookup(self.encoding)
+        except LookupError:
+            raise ValueError(
+                f"encoding {self.encoding!r} is not a text encoding Python knows (e.g. utf-8, cp1252)"
+            ) from None
         if self.fields is not None:
             absent = sorted(set(self.columns.values()) - set(self.fields))
             if absent:
@@ -97,8 +105,16 @@ class FeedConfig(_Section):
 class CleanConfig(_Section):
     """Validation bounds; a row outside them is quarantined with the rule's name as its reason."""
 
-    max_quantity: int = Field(10_000, gt=0)
+    max_quantity: int = Field(10_000, gt=0, lt=2**31)
     max_unit_price: float = Field(1_000_000.0, gt=0, le=1e9)
+    min_date: dt.date = Field(dt.date(1970, 1, 1), description="Event times before this day are time_out_of_range.")
+    max_date: dt.date = Field(dt.date(2100, 1, 1), description="Event times from this day on are time_out_of_range.")
+
+    @model_validator(mode="after")
+    def _check_dates(self) -> CleanConfig:
+        if self.min_date >= self.max_date:
+            raise ValueError(f"min_date {self.min_date} must come before max_date {self.max_date}")
+        return self
 
 
 class DedupConfig(_Section):

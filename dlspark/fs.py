@@ -34,9 +34,10 @@ def is_dir(path: str) -> bool:
 
 
 def write_bytes(path: str, data: bytes) -> None:
+    """Write `data` as the file's bytes (pyarrow would otherwise compress a .gz path itself)."""
     fs, inner = filesystem(path)
     fs.create_dir(inner.rsplit("/", 1)[0], recursive=True)
-    with fs.open_output_stream(inner) as out:
+    with fs.open_output_stream(inner, compression=None) as out:
         out.write(data)
 
 
@@ -55,8 +56,9 @@ def replace_json(path: str, payload: Any) -> None:
 
 
 def read_bytes(path: str) -> bytes:
+    """A file's bytes as stored (a .gz file is not decompressed)."""
     fs, inner = filesystem(path)
-    with fs.open_input_stream(inner) as src:
+    with fs.open_input_stream(inner, compression=None) as src:
         return bytes(src.read())
 
 

@@ -15,6 +15,7 @@ log = logging.getLogger(__name__)
 
 REASON = "_reason"
 RECORD = "_record"
+RAW = "_raw"  # the raw bytes of a record, where a stage has them
 KEEP_NULLS = {"ignoreNullFields": "false"}  # a quarantined record shows its missing fields as null
 
 
@@ -25,14 +26,17 @@ def split_and_write(
     quarantine_path: str,
     report: StageReport,
     partition_by: str = "date",
+    cache: bool = True,
 ) -> None:
     """Write rows whose REASON is null to `good_path` and the rest to `quarantine_path`, then check the counts.
 
     `report.rows_in` must already hold the input's own count. `classified` is read once (persisted); the counts
     of what was written are then read back from the written files and must equal the counts seen before
-    writing, so a lost or duplicated row fails the stage loudly.
+    writing, so a lost or duplicated row fails the stage loudly. `cache=False` when `classified` is a cheap
+    projection of a frame the caller has persisted already.
     """
-    classified = classified.persist(StorageLevel.MEMORY_AND_DISK)
+    if cache:
+        classified = classified.persist(StorageLevel.MEMORY_AND_DISK)
     try:
         by_reason = {
             row[REASON]: row["n"] for row in classified.groupBy(REASON).agg(F.count(F.lit(1)).alias("n")).collect()
@@ -48,10 +52,12 @@ def split_and_write(
             "event_id",
             F.col(REASON).alias("reason"),
             F.col(RECORD).alias("record"),
+            (F.col(RAW) if RAW in classified.columns else F.lit(None).cast("binary")).alias("raw"),
         )
         bad.write.mode("overwrite").partitionBy(partition_by).parquet(quarantine_path)
     finally:
-        classified.unpersist()
+        if cache:
+            classified.unpersist()
     spark = classified.sparkSession
     # read back with the schemas just written: an output with no rows has no file to take a schema from
     written_good = spark.read.schema(good.schema).parquet(good_path).count()

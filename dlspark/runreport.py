@@ -28,6 +28,11 @@ def write_run_report(reports: list[StageReport], root: Layout, notes: str = "") 
         sections.append(_figure(out, "quarantine.png", "Quarantine reasons", _reasons(reports)))
         reasons = [[r.stage, k, v] for r in reports for k, v in sorted(r.quarantined.items(), key=lambda x: -x[1])]
         sections.append(_table(["stage", "reason", "records"], reasons, text_columns=2))
+    whole_files = by_stage["ingest"].details.get("files_quarantined") if "ingest" in by_stage else None
+    if whole_files:
+        rows = [[f["path"], f["reason"], f["detail"], f["size"], f["records"]] for f in whole_files]
+        header = ["file", "reason", "detail", "bytes", "records"]
+        sections.append("<h2>Files quarantined whole</h2>" + _table(header, rows, text_columns=3))
     if "dedup" in by_stage:
         sections.append(_dedup(by_stage["dedup"]))
     if "mine" in by_stage:

@@ -1,6 +1,7 @@
 """Explicit schemas and column names shared by every stage (no schema inference anywhere)."""
 
 from pyspark.sql.types import (
+    BinaryType,
     DateType,
     DecimalType,
     IntegerType,
@@ -76,6 +77,7 @@ QUARANTINE = StructType(
         StructField("date", DateType(), True),
         StructField("event_id", StringType(), True),
         StructField("reason", StringType(), False),
-        StructField("record", StringType(), True),
+        StructField("record", StringType(), True),  # the record as text, always valid UTF-8
+        StructField("raw", BinaryType(), True),  # ingest: the record's bytes exactly as they were in the file
     ]
 )

@@ -24,6 +24,12 @@ DEFAULTS = {
     "spark.sql.session.timeZone": "UTC",
     "spark.sql.legacy.timeParserPolicy": "CORRECTED",
     "spark.sql.parquet.compression.codec": "snappy",
+    # Times are stored as they are (proleptic Gregorian): no rebase to the Julian calendar, and no failure on an
+    # ancient time (clean quarantines times outside clean.min_date..max_date anyway).
+    "spark.sql.parquet.datetimeRebaseModeInWrite": "CORRECTED",
+    "spark.sql.parquet.int96RebaseModeInWrite": "CORRECTED",
+    "spark.sql.parquet.datetimeRebaseModeInRead": "CORRECTED",
+    "spark.sql.parquet.int96RebaseModeInRead": "CORRECTED",
     # Barrier training: a task that dies before the others meet it must not hold them for Spark's default year.
     "spark.barrier.sync.timeout": "600s",
 }

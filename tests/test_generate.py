@@ -2,6 +2,7 @@
 
 import csv
 import hashlib
+import io
 import json
 
 import pytest
@@ -53,12 +54,24 @@ def test_the_truth_says_where_each_bad_record_is(spark, tmp_path):
     assert len({row["kind"] for row in rows}) >= 8
     assert {row["kind"] for row in rows} <= set(BAD_KINDS)
     for row in rows:
-        lines = (tmp_path / row["file"]).read_bytes().split(b"\n")
-        assert row["event_id"].encode() in lines[int(row["line"]) - 1]  # line numbers count from 1, header included
-    raw_lines = sum(len(p.read_bytes().splitlines()) for p in (tmp_path / "raw").rglob("*.*"))
-    headers = len(list((tmp_path / "raw" / "tills").rglob("*.csv")))
-    assert raw_lines - headers == summary["raw_records_total"]
-    assert summary["raw_records_total"] == summary["good_events"] + summary["replay_copies"] + summary["bad_records"]
+        records = raw_records(tmp_path / row["file"])
+        assert row["event_id"] in records[int(row["record"]) - 1]  # records count from 1, a CSV header included
+    files = [p for p in (tmp_path / "raw").rglob("*.*") if p.suffix in (".csv", ".jsonl")]
+    headers = len([p for p in files if p.suffix == ".csv"])
+    assert sum(len(raw_records(p)) for p in files) - headers + summary["bad_files"] == summary["raw_records_total"]
+    assert summary["raw_records_total"] == (
+        summary["good_events"] + summary["replay_copies"] + summary["bad_records"] + summary["bad_files"]
+    )
+    assert summary["bad_files"] == 1 and summary["quoted_newlines"] > 0 and summary["reordered_files"] > 0
+
+
+def raw_records(path):
+    """The records of a generated file as text: CSV records by Python's csv module (a quoted field may hold a line
+    break), JSON lines by line; bytes that are not UTF-8 read as Latin-1."""
+    text = path.read_bytes().decode("latin-1")
+    if path.suffix == ".csv":
+        return [",".join(fields) for fields in csv.reader(io.StringIO(text, newline=""))]
+    return text.splitlines()
 
 
 def test_the_truth_lists_product_variants_groups_and_segments(spark, tmp_path):

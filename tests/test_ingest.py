@@ -76,7 +76,7 @@ def test_both_feeds_land_in_the_canonical_schema_with_their_lineage(spark, tmp_p
         (b"E9,O9,S01,C1,T100,MILK,DAIRY,2,1.20,05/01/2026 10:00:00,EXTRA\n", None, "wrong_column_count"),
         (b"E9,O9,S01,C1,T100,CR\xe8ME FRA\xeeCHE,DAIRY,2,1.20,05/01/2026 10:00:00\n", None, "invalid_utf8"),
         (None, b'{"eventId": "E9", "orderRef": "O9", "sku": "W1", "qty": 1, "price\n', "invalid_json"),
-        (None, b'["E9", "O9"]\n', "invalid_json"),
+        (None, b'["E9", "O9"]\n', "not_an_object"),  # an array is JSON, but not one object
         (None, b'{"eventId": "E9", "orderRef": "O9", "sku": "W1", "title": "Cr\xe8me", "qty": 1}\n', "invalid_utf8"),
     ],
 )

@@ -134,6 +134,8 @@ def test_the_run_report_is_a_page_with_every_stage_its_figures_and_the_evaluatio
     model = next(r for r in reports if r.stage == "evaluate").details["evaluation"]["metrics"]["model"]
     assert f"{model['mrr@10']:.4f}" in text and "planted: 10 of 10" in text
     assert "Model v0001: promoted to current (the first version; hit@10" in text
+    assert "<h2>Files quarantined whole</h2>" in text and "part-9999-export.csv.gz" in text
+    assert '<td class="text">corrupt_archive</td>' in text
     quarantined = next(r for r in reports if r.stage == "clean").quarantined
     assert quarantined and all(f'<td class="text">{reason}</td>' in text for reason in quarantined)
 

@@ -13,6 +13,7 @@ import pytest
 
 from dlspark.demo import truth
 from dlspark.layout import Layout
+from dlspark.rawfiles import FILE_REASONS
 
 EVENT_ID = re.compile(r"E\d{9}-\d{2}")
 
@@ -31,12 +32,22 @@ def planted_bad(cfg):
 
 def test_every_planted_bad_record_is_quarantined_with_its_reason_and_no_good_one_is(spark, demo):
     cfg, _ = demo
-    quarantined = {}
+    quarantined, whole_files = {}, {}
     for row in spark.read.parquet(f"{cfg.data.root}/quarantine").collect():
+        if row.reason in FILE_REASONS:  # a file quarantined whole: checked against truth/files
+            whole_files[row.source_file.split("/raw/")[-1]] = row.reason
+            continue
         event_id = row.event_id or EVENT_ID.search(row.record).group(0)
         assert event_id not in quarantined
         quarantined[event_id] = row.reason
     assert quarantined == planted_bad(cfg)
+    planted_files = {
+        row["file"].removeprefix("raw/"): row["kind"]
+        for f in (truth_dir(cfg) / "files").rglob("*.csv")
+        for row in csv.DictReader(f.open())
+        if row["kind"] != "reordered_header"
+    }
+    assert whole_files == planted_files and planted_files
 
 
 def test_every_replay_is_removed_and_every_good_event_kept(spark, demo):
@@ -92,6 +103,9 @@ def test_the_demo_scorer_agrees(spark, demo):
     assert score.events == score.expected_events and score.replays_removed == score.expected_replays_removed
     assert score.merge_precision >= 0.95 and score.merge_recall >= 0.90
     assert score.planted_groups_found == score.planted_groups > 0
+    assert score.bad_files_quarantined == score.bad_files == 1
+    assert score.reordered_records_kept == score.reordered_records_expected > 0 and score.reordered_files > 0
+    assert score.quoted_newlines_kept == score.quoted_newlines > 0
 
 
 @pytest.mark.parametrize("stage", ["ingest", "clean"])
@@ -100,5 +114,11 @@ def test_quarantine_rows_say_where_they_came_from(spark, demo, stage):
     rows = spark.read.parquet(f"{cfg.data.root}/quarantine/stage={stage}").collect()
     assert rows
     for row in rows:
-        assert row.reason and row.record and row.feed in ("tills", "web")
+        assert row.reason and row.feed in ("tills", "web")
         assert "/raw/" in row.source_file and row.date is not None
+        if row.reason in FILE_REASONS:  # a file that could not be read: the file itself is the record
+            assert row.record is None and row.raw is None
+        elif stage == "ingest":  # the record as it was in the file, and as valid UTF-8 text
+            assert row.raw and row.record == row.raw.decode("utf-8", "replace")
+        else:
+            assert row.record and row.raw is None

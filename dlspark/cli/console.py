@@ -27,6 +27,10 @@ def format_reports(reports: list[StageReport]) -> str:
             lines.append(f"  {r.stage} quarantine: {reasons}")
         if r.removed:
             lines.append("  " + r.stage + " removed: " + ", ".join(f"{k} {v:,}" for k, v in r.removed.items()))
+        for whole in r.details.get("files_quarantined", []):
+            lines.append(
+                f"  {r.stage} quarantined the whole file {whole['path']} ({whole['reason']}: {whole['detail']})"
+            )
         interesting = {
             k: v for k, v in r.details.items() if not k.startswith("rows_in.") and not isinstance(v, list | dict)
         }
@@ -74,6 +78,10 @@ def format_score(s: TruthScore) -> str:
             f"  product merges: precision {s.merge_precision:.3f}, recall {s.merge_recall:.3f} "
             f"({s.predicted_pairs:,} id pairs merged, {s.true_pairs:,} true pairs)",
             f"  planted product groups: {s.planted_groups_found} of {s.planted_groups} found as frequent itemsets",
+            f"  bad files: {s.bad_files:,} planted, {s.bad_files_quarantined:,} quarantined whole (right reason)",
+            f"  CSV read by name: {s.reordered_records_kept:,} of {s.reordered_records_expected:,} good records kept "
+            f"from {s.reordered_files:,} files with their columns in another order; "
+            f"{s.quoted_newlines_kept:,} of {s.quoted_newlines:,} records with a quoted line break kept whole",
         ]
     )
 

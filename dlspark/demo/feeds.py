@@ -21,10 +21,23 @@ TILLS_FIELDS = [
     "price",
     "sold_at",
 ]
+# Some tills deliver their columns in another order (odd days): ingest reads them by the header's names.
+TILLS_REORDERED = [
+    "receipt_no",
+    "line_id",
+    "sold_at",
+    "plu",
+    "qty",
+    "price",
+    "description",
+    "dept",
+    "loyalty_card",
+    "store_id",
+]
 WEB_FIELDS = ["eventId", "orderRef", "customer", "sku", "title", "category", "qty", "price", "ts", "channel"]
 # Every kind of bad record the generator plants; the reason the pipeline must give is the kind's own name.
 BAD_KINDS_CSV = ("wrong_column_count",)
-BAD_KINDS_JSON = ("invalid_json",)
+BAD_KINDS_JSON = ("invalid_json", "several_values")
 BAD_KINDS_ANY = (
     "invalid_utf8",
     "missing_order_id",
@@ -34,11 +47,15 @@ BAD_KINDS_ANY = (
     "non_numeric_price",
     "negative_price",
     "unparseable_time",
+    "time_out_of_range",
 )
 BAD_KINDS = BAD_KINDS_CSV + BAD_KINDS_JSON + BAD_KINDS_ANY
 BAD_QUANTITIES = ["two", "1x", "3 pcs", "n/a"]
 BAD_PRICES = ["N/A", "free?", "3.49.1", "EUR"]
 BAD_TIMES = ["yesterday", "31/02/2026 25:61:00", "2026-13-45T99:00:00Z", "00/00/0000"]
+OUT_OF_RANGE_YEARS = [1, 1899, 1969, 2100, 2150]
+QUOTED_NEWLINE_RATE = 0.01  # tills lines whose description holds a line break (a quoted field, RFC 4180)
+BAD_FILE = "part-9999-export.csv.gz"  # the first day's tills hold one archive that does not decompress
 
 
 def other(feed: str) -> str:
@@ -51,9 +68,10 @@ def csv_line(values: list[str]) -> bytes:
     return out.getvalue().encode()
 
 
-def till_values(line: dict[str, Any]) -> list[str]:
+def till_values(line: dict[str, Any], header: list[str] = TILLS_FIELDS) -> list[str]:
+    """The line's values in the order of `header` (a permutation of TILLS_FIELDS)."""
     when = line["event_time"]
-    return [
+    values = [
         line["event_id"],
         line["order_id"],
         line["store_id"],
@@ -63,8 +81,10 @@ def till_values(line: dict[str, Any]) -> list[str]:
         line["category"].upper(),
         line["quantity"],
         line["unit_price"],
-        when if isinstance(when, str) else when.strftime("%d/%m/%Y %H:%M:%S"),
+        when if isinstance(when, str) else f"{when:%d/%m/}{when.year:04d} {when:%H:%M:%S}",  # strftime: year 1 is "1"
     ]
+    by_name = dict(zip(TILLS_FIELDS, values, strict=True))
+    return [by_name[name] for name in header]
 
 
 def web_object(line: dict[str, Any]) -> dict[str, Any]:
@@ -78,7 +98,7 @@ def web_object(line: dict[str, Any]) -> dict[str, Any]:
         "category": line["category"],
         "qty": json_number(line["quantity"]),
         "price": json_number(line["unit_price"]),
-        "ts": when if isinstance(when, str) else when.strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "ts": when if isinstance(when, str) else f"{when.year:04d}-{when:%m-%dT%H:%M:%S}Z",
         "channel": "web",
     }
     return {k: v for k, v in obj.items() if v is not None}
@@ -91,28 +111,31 @@ def json_number(text: str) -> Any:
         return text
 
 
-def format_line(line: dict[str, Any], feed: str) -> bytes:
+def format_line(line: dict[str, Any], feed: str, header: list[str] = TILLS_FIELDS) -> bytes:
     if feed == "tills":
-        return csv_line(till_values(line))
+        return csv_line(till_values(line, header))
     return (json.dumps(web_object(line), ensure_ascii=False) + "\n").encode()
 
 
-def corrupt(line: dict[str, Any], kind: str, rng: np.random.Generator) -> bytes:
-    """The bytes of `line` broken in the way `kind` names."""
+def corrupt(line: dict[str, Any], kind: str, rng: np.random.Generator, header: list[str] = TILLS_FIELDS) -> bytes:
+    """The bytes of `line` broken in the way `kind` names (a tills line in the column order of `header`)."""
     feed = line["feed"]
     broken = dict(line)
     if kind == "wrong_column_count":
-        values = till_values(line)
+        values = till_values(line, header)
         values = values[:-1] if rng.random() < 0.5 else values + ["EXTRA"]
         return csv_line(values)
     if kind == "invalid_json":
         text = format_line(line, feed).decode().rstrip("\n")
         cut = int(rng.integers(len('{"eventId": "') + len(line["event_id"]) + 1, len(text) - 1))
         return (text[:cut] + "\n").encode()
+    if kind == "several_values":  # two objects on one line (a writer that lost a newline)
+        text = format_line(line, feed).decode().rstrip("\n")
+        return f"{text} {text}\n".encode()
     if kind == "invalid_utf8":
         # a name in Latin-1 (as an old till export would write it): é is one byte, 0xE9, not valid UTF-8
         broken["product_name"] = line["product_name"] + " Crème"
-        return format_line(broken, feed).decode().encode("latin-1")
+        return format_line(broken, feed, header).decode().encode("latin-1")
     if kind == "missing_order_id":
         broken["order_id"] = ""
     elif kind == "missing_product_id":
@@ -127,6 +150,8 @@ def corrupt(line: dict[str, Any], kind: str, rng: np.random.Generator) -> bytes:
         broken["unit_price"] = f"-{line['unit_price']}"
     elif kind == "unparseable_time":
         broken["event_time"] = str(rng.choice(BAD_TIMES))
+    elif kind == "time_out_of_range":  # a clock reset or a typo in the year: parses, but cannot be true
+        broken["event_time"] = line["event_time"].replace(year=int(rng.choice(OUT_OF_RANGE_YEARS)))
     else:
         raise ValueError(f"unknown bad-record kind {kind!r}")
     if feed == "web" and kind in ("missing_order_id", "missing_product_id"):
@@ -135,4 +160,4 @@ def corrupt(line: dict[str, Any], kind: str, rng: np.random.Generator) -> bytes:
         if rng.random() < 0.5:  # sometimes the key is there with null
             obj["orderRef" if kind == "missing_order_id" else "sku"] = None
         return (json.dumps(obj, ensure_ascii=False) + "\n").encode()
-    return format_line(broken, feed)
+    return format_line(broken, feed, header)

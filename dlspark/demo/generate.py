@@ -9,6 +9,7 @@ described in docs/stages.md ("Ground truth"); truth.py scores a run against it.
 from __future__ import annotations
 
 import datetime as dt
+import gzip
 import logging
 import time
 from collections import Counter
@@ -22,11 +23,14 @@ from dlspark import fs
 from dlspark.config import GenerateConfig
 from dlspark.demo.catalogue import CATALOGUE, Catalogue, build_catalogue, customer_id, write_catalogue_truth
 from dlspark.demo.feeds import (
+    BAD_FILE,
     BAD_KINDS,
     BAD_KINDS_ANY,
     BAD_KINDS_CSV,
     BAD_KINDS_JSON,
+    QUOTED_NEWLINE_RATE,
     TILLS_FIELDS,
+    TILLS_REORDERED,
     corrupt,
     csv_line,
     format_line,
@@ -67,7 +71,8 @@ def generate(spark: SparkSession, cfg: GenerateConfig, out: str) -> dict[str, An
     totals: Counter[str] = Counter()
     for unit_stats in stats:
         totals.update(unit_stats)
-    raw_records = {"tills": totals["records.tills"], "web": totals["records.web"]}
+    # a file that cannot be read counts as one record: itself
+    raw_records = {"tills": totals["records.tills"], "web": totals["records.web"], "bad_files": totals["bad_files"]}
     summary: dict[str, Any] = {
         "seed": cfg.seed,
         "orders": cfg.orders,
@@ -81,6 +86,9 @@ def generate(spark: SparkSession, cfg: GenerateConfig, out: str) -> dict[str, An
         "replay_copies": totals["replay_copies"],
         "bad_records": sum(totals[f"bad.{kind}"] for kind in BAD_KINDS),
         "bad_records_by_kind": {kind: totals[f"bad.{kind}"] for kind in BAD_KINDS},
+        "bad_files": totals["bad_files"],
+        "quoted_newlines": totals["quoted_newlines"],
+        "reordered_files": totals["reordered_files"],
         "raw_records": raw_records,
         "raw_records_total": sum(raw_records.values()),
     }
@@ -124,43 +132,64 @@ def _write_unit(unit: Unit, cat: Catalogue, root: str) -> Counter[str]:
         "web": [],
     }  # (bytes, bad kind, id)
     replay_rows = []
-    for line, is_bad, is_replay in zip(lines, bad, replays, strict=True):
+    header = TILLS_REORDERED if unit.day % 2 else TILLS_FIELDS  # odd days' tills: columns in another order
+    quoted = rng.random(len(lines)) < QUOTED_NEWLINE_RATE
+    cases = []
+    for line, is_bad, is_replay, is_quoted in zip(lines, bad, replays, quoted, strict=True):
         feed = line["feed"]
         if is_bad:
             kinds = BAD_KINDS_ANY + (BAD_KINDS_CSV if feed == "tills" else BAD_KINDS_JSON)
             kind = str(rng.choice(kinds))
-            records[feed].append((corrupt(line, kind, rng), kind, line["event_id"]))
+            records[feed].append((corrupt(line, kind, rng, header), kind, line["event_id"]))
             stats["good_events"] -= 1
             stats[f"bad.{kind}"] += 1
             continue
-        records[feed].append((format_line(line, feed), None, line["event_id"]))
+        if is_quoted and feed == "tills":  # a description with a line break: one record over two lines
+            line = {**line, "product_name": line["product_name"].replace(" ", "\n", 1)}
+            cases.append(f"{line['event_id']},quoted_newline\n")
+            stats["quoted_newlines"] += 1
+        records[feed].append((format_line(line, feed, header), None, line["event_id"]))
         if is_replay:
             copies = 1 + int(rng.random() < 0.3)
             feeds = [feed if rng.random() < 0.6 else other(feed) for _ in range(copies)]
             for copy_feed in feeds:
-                records[copy_feed].append((format_line(line, copy_feed), None, line["event_id"]))
+                records[copy_feed].append((format_line(line, copy_feed, header), None, line["event_id"]))
             stats["replayed_events"] += 1
             stats["replay_copies"] += copies
             replay_rows.append(f"{line['event_id']},{copies + 1},{feed}|{'|'.join(feeds)}\n")
 
     part = f"part-{unit.chunk:04d}"
     day_dir = f"date={day.isoformat()}"
-    bad_rows = []
+    bad_rows, files = [], []
     for feed, feed_records in records.items():
         order = rng.permutation(len(feed_records))
         name = f"raw/{feed}/{day_dir}/{part}.{'csv' if feed == 'tills' else 'jsonl'}"
-        body = [csv_line(TILLS_FIELDS)] if feed == "tills" else []
-        first_line = len(body) + 1
+        body = [csv_line(header)] if feed == "tills" else []
+        first_record = len(body) + 1
         for position, k in enumerate(order):
             data, kind, event_id = feed_records[k]
             body.append(data)
             if kind:
-                bad_rows.append(f"{day.isoformat()},{feed},{name},{first_line + position},{kind},{event_id}\n")
+                bad_rows.append(f"{day.isoformat()},{feed},{name},{first_record + position},{kind},{event_id}\n")
         fs.write_bytes(f"{root}/{name}", b"".join(body))
         stats[f"records.{feed}"] += len(feed_records)
+        if feed == "tills" and header is TILLS_REORDERED:
+            planted_bad = sum(1 for _, kind, _ in feed_records if kind)
+            files.append(f"{name},reordered_header,{len(feed_records)},{planted_bad}\n")
+            stats["reordered_files"] += 1
+    if unit.day == 0 and unit.chunk == 0:  # an export cut short: the first half of a gzip file
+        name = f"raw/tills/{day_dir}/{BAD_FILE}"
+        whole = gzip.compress(b"".join([csv_line(header), *(data for data, _, _ in records["tills"][:50])]), mtime=0)
+        fs.write_bytes(f"{root}/{name}", whole[: len(whole) // 2])
+        files.append(f"{name},corrupt_archive,1,1\n")
+        stats["bad_files"] += 1
+    fs.write_bytes(
+        f"{root}/truth/files/{day_dir}/{part}.csv", ("file,kind,records,bad_records\n" + "".join(files)).encode()
+    )
+    fs.write_bytes(f"{root}/truth/cases/{day_dir}/{part}.csv", ("event_id,case\n" + "".join(cases)).encode())
     fs.write_bytes(
         f"{root}/truth/bad_records/{day_dir}/{part}.csv",
-        ("date,feed,file,line,kind,event_id\n" + "".join(bad_rows)).encode(),
+        ("date,feed,file,record,kind,event_id\n" + "".join(bad_rows)).encode(),
     )
     fs.write_bytes(
         f"{root}/truth/replays/{day_dir}/{part}.csv",

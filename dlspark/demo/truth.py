@@ -13,10 +13,14 @@ from pyspark.sql import functions as F
 from dlspark import fs
 from dlspark.frames import one_row
 from dlspark.layout import Layout
+from dlspark.rawfiles import FILE_REASONS
 from dlspark.report import report_path
 
 GENERATED_EVENT_ID = r"(E\d{9}-\d{2})"
-BAD_RECORDS_SCHEMA = "date string, feed string, file string, line int, kind string, event_id string"
+BAD_RECORDS_SCHEMA = "date string, feed string, file string, record int, kind string, event_id string"
+FILES_SCHEMA = "file string, kind string, records int, bad_records int"
+CASES_SCHEMA = "event_id string, case string"
+RAW_FILE = r"(raw/[^/]+/date=[^/]+/[^/]+)$"  # a raw file's path below the data root, as truth/ names it
 PRODUCTS_SCHEMA = (
     "product_id string, feed string, true_product_id string, name string, true_name string, category string"
 )
@@ -41,6 +45,13 @@ class TruthScore:
     predicted_pairs: int
     planted_groups: int
     planted_groups_found: int
+    bad_files: int
+    bad_files_quarantined: int  # with the right file-level reason
+    reordered_files: int
+    reordered_records_expected: int  # good records of the files whose header lists the columns in another order
+    reordered_records_kept: int
+    quoted_newlines: int  # good CSV records holding a quoted line break
+    quoted_newlines_kept: int
 
     def as_dict(self) -> dict[str, float | int]:
         return asdict(self)
@@ -54,12 +65,49 @@ def quarantine_vs_truth(spark: SparkSession, root: Layout) -> DataFrame:
         .option("recursiveFileLookup", True)  # the files carry their date; no partition column from the path
         .csv(root.path("truth", "bad_records"))
     )
-    quarantined = spark.read.parquet(root.quarantine()).select(
-        F.coalesce(F.col("event_id"), F.regexp_extract("record", GENERATED_EVENT_ID, 1)).alias("event_id"),
-        "reason",
-        "stage",
+    quarantined = (
+        spark.read.parquet(root.quarantine())
+        .where(~F.col("reason").isin(*FILE_REASONS))
+        .select(
+            F.coalesce(F.col("event_id"), F.regexp_extract("record", GENERATED_EVENT_ID, 1)).alias("event_id"),
+            "reason",
+            "stage",
+        )
     )
     return planted.select("event_id", "kind").join(quarantined, "event_id", "full_outer")
+
+
+def _truth_csv(spark: SparkSession, root: Layout, name: str, schema: str) -> DataFrame:
+    return (
+        spark.read.schema(schema)
+        .option("header", True)
+        .option("recursiveFileLookup", True)
+        .csv(root.path("truth", name))
+    )
+
+
+def files_vs_truth(spark: SparkSession, root: Layout) -> tuple[int, int, int, int, int]:
+    """(bad files planted, quarantined with the right reason, reordered files, their good records, those kept)."""
+    planted = _truth_csv(spark, root, "files", FILES_SCHEMA)
+    quarantined = (
+        spark.read.parquet(root.quarantine("ingest"))
+        .where(F.col("reason").isin(*FILE_REASONS))
+        .select(F.regexp_extract("source_file", RAW_FILE, 1).alias("file"), F.col("reason").alias("kind"))
+        .distinct()
+    )
+    bad = planted.where(F.col("kind") != "reordered_header")
+    reordered = planted.where(F.col("kind") == "reordered_header")
+    expected = int(one_row(reordered.agg(F.sum(F.col("records") - F.col("bad_records"))))[0] or 0)
+    clean = spark.read.parquet(root.path("clean")).select(F.regexp_extract("source_file", RAW_FILE, 1).alias("file"))
+    kept = clean.join(F.broadcast(reordered.select("file")), "file").count()
+    return bad.count(), bad.join(quarantined, ["file", "kind"]).count(), reordered.count(), expected, kept
+
+
+def quoted_newlines_kept(spark: SparkSession, root: Layout) -> tuple[int, int]:
+    """(good records planted with a quoted line break, those found in clean/ as one record each)."""
+    cases = _truth_csv(spark, root, "cases", CASES_SCHEMA).where("case = 'quoted_newline'").select("event_id")
+    clean = spark.read.parquet(root.path("clean")).where(F.col("product_name").contains("\n")).select("event_id")
+    return cases.distinct().count(), cases.join(clean, "event_id").distinct().count()
 
 
 def truth_products(spark: SparkSession, root: Layout) -> DataFrame:
@@ -129,6 +177,8 @@ def score(spark: SparkSession, root: Layout) -> TruthScore:
     dedup_report = fs.read_json(report_path(root.events))
     precision, recall, true_pairs, predicted_pairs = merge_scores(spark, root)
     n_groups, n_found = planted_groups_found(spark, root)
+    bad_files, bad_files_right, reordered, reordered_expected, reordered_kept = files_vs_truth(spark, root)
+    quoted, quoted_kept = quoted_newlines_kept(spark, root)
     return TruthScore(
         planted_bad=int(counts["planted"] or 0),
         quarantined=int(counts["quarantined"] or 0),
@@ -147,4 +197,11 @@ def score(spark: SparkSession, root: Layout) -> TruthScore:
         predicted_pairs=predicted_pairs,
         planted_groups=n_groups,
         planted_groups_found=n_found,
+        bad_files=bad_files,
+        bad_files_quarantined=bad_files_right,
+        reordered_files=reordered,
+        reordered_records_expected=reordered_expected,
+        reordered_records_kept=reordered_kept,
+        quoted_newlines=quoted,
+        quoted_newlines_kept=quoted_kept,
     )

@@ -1,43 +1,36 @@
-"""Ingest: read every raw feed with its explicit schema and map it onto the canonical fields.
+"""Ingest: read every raw feed from its files' bytes and map its records onto the canonical fields.
 
-Every field is read as a string, so a bad value is left for `clean` to name precisely; what ingest itself
-quarantines is what cannot be read at all: CSV lines with the wrong number of columns, lines that are not JSON,
-and bytes that are not UTF-8.
+Each file is cut into records by dlspark.rawfiles (RFC 4180 CSV matched by header names, strict JSON lines, Parquet
+rows), one Spark task a file. Every record is one row: good, or quarantined with the reason it cannot be read (its
+raw bytes kept); a file that cannot be read at all is quarantined whole and listed in the report. Every field is
+read as a string, so a bad value is left for `clean` to name precisely. The records counted in each file must
+equal the rows written for it, or the stage fails (AccountingError, naming the file).
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import json
 import logging
 import re
-from functools import reduce
 
-from pyspark.sql import Column, DataFrame, SparkSession
+from pyspark import StorageLevel
+from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
-from pyspark.sql.types import StringType, StructField, StructType
 
 from dlspark import fs
 from dlspark.cleaning import clean
 from dlspark.config import FeedConfig, PipelineConfig
-from dlspark.errors import ConfigError, InputError
-from dlspark.frames import first_failing
-from dlspark.quarantine import KEEP_NULLS, REASON, RECORD, split_and_write
-from dlspark.report import StageReport
-from dlspark.schemas import CANONICAL_FIELDS, INGESTED
+from dlspark.errors import AccountingError, ConfigError, InputError
+from dlspark.quarantine import REASON, split_and_write
+from dlspark.rawfiles import OUTPUT_DDL, FeedSpec, FileSummary, read_files
+from dlspark.report import StageReport, Timer
+from dlspark.schemas import INGESTED, QUARANTINE
 from dlspark.stage import StageContext
 
 log = logging.getLogger(__name__)
 
-CORRUPT = "_corrupt_record"
-REPLACEMENT_CHAR = "\ufffd"  # what Spark decodes bytes that are not UTF-8 into
-DATE_IN_PATH = r"/date=(\d{4}-\d{2}-\d{2})/"
-PARSE_FAILURE = {"csv": "wrong_column_count", "json": "invalid_json", "parquet": "unreadable_record"}
-
-
-def source_schema(feed: FeedConfig) -> StructType:
-    """All the feed's source fields as strings, plus the column where Spark keeps a line it cannot parse."""
-    names = feed.fields or list(dict.fromkeys(feed.columns.values()))
-    return StructType([StructField(name, StringType()) for name in names] + [StructField(CORRUPT, StringType())])
+DATE_IN_PATH = re.compile(r"/date=(\d{4}-\d{2}-\d{2})/")
 
 
 def feed_folder(raw_root: str, feed: FeedConfig, day: dt.date | None = None) -> str:
@@ -53,50 +46,36 @@ def raw_listing(cfg: PipelineConfig) -> list[list[tuple[str, int, int]]]:
     return [fs.walk_files(feed_folder(raw, feed, cfg.data.date)) for feed in cfg.feeds.values()]
 
 
-def read_feed(spark: SparkSession, feed: FeedConfig, paths: list[str]) -> DataFrame:
-    """Read one feed with its explicit schema (never inferred), keeping unparseable lines in _corrupt_record."""
-    reader = (
-        spark.read.schema(source_schema(feed))
-        .option("mode", "PERMISSIVE")
-        .option("columnNameOfCorruptRecord", CORRUPT)
-        .option("recursiveFileLookup", "true")
-    )
-    if feed.format == "csv":
-        reader = reader.option("header", "true").option("enforceSchema", "true")
-    reader = reader.options(**feed.options)
-    return reader.format(feed.format).load(paths)
+def feed_spec(name: str, feed: FeedConfig) -> FeedSpec:
+    delimiter = feed.options.get("sep", feed.options.get("delimiter", ","))
+    return FeedSpec(name, feed.format, dict(feed.columns), feed.encoding, delimiter, tuple(feed.fields or ()))
 
 
-def not_utf8_text(text: Column) -> Column:
-    """True where a string came from bytes that are not UTF-8.
+def raw_files(
+    raw_root: str, feeds: dict[str, FeedConfig], day: dt.date | None
+) -> list[tuple[str, str, int, str | None]]:
+    """(feed, path, size, day) of every file of the feeds (of one day); hidden files (., _) are not data."""
+    found = []
+    for name, feed in feeds.items():
+        folder = feed_folder(raw_root, feed, day)
+        for relative, size, _ in fs.walk_files(folder):
+            if any(part.startswith((".", "_")) for part in relative.split("/")):
+                continue
+            path = folder + relative
+            in_path = DATE_IN_PATH.search(path)
+            found.append((name, path, size, in_path.group(1) if in_path else None))
+    return found
 
-    Readers that decode (CSV) leave U+FFFD in place of the bad bytes; readers that keep the bytes (JSON's corrupt
-    record) leave them as they were, so re-encoding the text changes it.
-    """
-    return F.coalesce(text.contains(REPLACEMENT_CHAR) | (text.cast("binary") != F.encode(text, "UTF-8")), F.lit(False))
 
-
-def to_canonical(raw: DataFrame, feed_name: str, feed: FeedConfig) -> DataFrame:
-    """Rename source fields to canonical ones, add lineage, and tag each row with an ingest reason (or null)."""
-    source = [c for c in raw.columns if c != CORRUPT]
-    corrupt = F.col(CORRUPT) if CORRUPT in raw.columns else F.lit(None).cast("string")
-    not_utf8 = not_utf8_text(F.concat_ws("\n", corrupt, *[F.col(f"`{c}`") for c in source]))  # one check a row
-    reason = first_failing([("invalid_utf8", not_utf8), (PARSE_FAILURE[feed.format], corrupt.isNotNull())])
-    canonical = [
-        (F.col(f"`{feed.columns[name]}`") if name in feed.columns else F.lit(None)).cast("string").alias(name)
-        for name in CANONICAL_FIELDS
-    ]
-    file_name = F.input_file_name()
-    return raw.select(
-        *canonical,
-        F.lit(feed_name).alias("feed"),
-        file_name.alias("source_file"),
-        F.to_date(F.regexp_extract(file_name, DATE_IN_PATH, 1), "yyyy-MM-dd").alias("date"),
-        reason.alias(REASON),
-        F.when(
-            reason.isNotNull(), F.coalesce(corrupt, F.to_json(F.struct(*[F.col(f"`{c}`") for c in source]), KEEP_NULLS))
-        ).alias(RECORD),
-    ).withColumn("event_id", F.when(F.col(REASON).isNull(), F.col("event_id")))
+def read_raw(
+    spark: SparkSession, files: list[tuple[str, str, int, str | None]], specs: dict[str, FeedSpec]
+) -> DataFrame:
+    """Every record of `files` as a row (and one summary row per file), read by as many tasks as there are files,
+    at most the session's default parallelism times four."""
+    listing = spark.createDataFrame(files, "feed string, path string, size long, date string")
+    tasks = max(1, min(len(files), spark.sparkContext.defaultParallelism * 4))
+    ordered = listing.repartition(tasks, "path").sortWithinPartitions(F.desc("size"))
+    return ordered.mapInArrow(read_files(specs), OUTPUT_DDL)
 
 
 def check_inputs(cfg: PipelineConfig) -> dict[str, FeedConfig]:
@@ -146,32 +125,68 @@ def run(ctx: StageContext) -> StageReport:
     feeds = check_inputs(cfg)
     day = cfg.data.date
     report = ctx.new_report()
-    per_feed = []
-    for name, feed in feeds.items():
-        raw = read_feed(spark, feed, [feed_folder(ctx.layout.raw, feed, day)])
-        rows = raw.count()  # counted on the input itself, so the split below is checked against it
-        report.details[f"rows_in.{name}"] = rows
-        report.rows_in += rows
-        per_feed.append(to_canonical(raw, name, feed))
-    if report.rows_in == 0:
-        raise InputError(
-            f"no records found under {ctx.layout.raw} for feeds {list(feeds)}" + (f" on {day}" if day else "")
-        )
-    tagged = reduce(DataFrame.unionByName, per_feed)
-    ingested = ctx.output("ingested")
-    split_and_write(tagged, INGESTED.fieldNames(), ingested, ctx.output("quarantine/stage=ingest"), report)
+    files = raw_files(ctx.layout.raw, feeds, day)
+    if not files:
+        on_day = f" on {day}" if day else ""
+        raise InputError(f"no files found under {ctx.layout.raw} for feeds {list(feeds)}{on_day}")
+    parsed = read_raw(spark, files, {name: feed_spec(name, feed) for name, feed in feeds.items()})
+    parsed = parsed.persist(StorageLevel.MEMORY_AND_DISK)
+    try:
+        summaries = [FileSummary(**json.loads(row._file)) for row in parsed.where("_file IS NOT NULL").collect()]
+        describe_files(report, summaries)
+        if report.rows_in == 0:
+            raise InputError(
+                f"no records found in the {len(files)} files under {ctx.layout.raw} for feeds {list(feeds)}"
+            )
+        records = parsed.where("_file IS NULL").withColumn("date", F.to_date("date"))
+        ingested, quarantine = ctx.output("ingested"), ctx.output("quarantine/stage=ingest")
+        split_and_write(records, INGESTED.fieldNames(), ingested, quarantine, report, cache=False)
+    finally:
+        parsed.unpersist()
+    with Timer() as accounting:
+        check_every_file(spark, summaries, ingested, quarantine)
+    report.details["accounting_seconds"] = accounting.seconds  # the per-file check; the counting itself is free
     if day:
         refuse_an_unusable_day(spark, cfg, ingested, report)
     return report
 
 
+def describe_files(report: StageReport, summaries: list[FileSummary]) -> None:
+    """The report's figures of the files read: records per feed, blank lines, quarantined files, extra columns."""
+    for summary in sorted(summaries, key=lambda s: s.path):
+        report.rows_in += summary.records
+        key = f"rows_in.{summary.feed}"
+        report.details[key] = report.details.get(key, 0) + summary.records
+    report.details["files"] = len(summaries)
+    report.details["blank_lines"] = sum(s.blank for s in summaries)
+    bad = [s for s in summaries if s.reason]
+    report.details["files_quarantined"] = [
+        {"path": s.path, "size": s.size, "reason": s.reason, "detail": s.detail, "records": s.records} for s in bad
+    ]
+    extra = {s.path: s.extra_columns for s in summaries if s.extra_columns and not s.reason}
+    if extra:
+        report.details["extra_columns"] = extra
+    for s in bad:
+        log.warning("quarantined the whole file %s (%s: %s)", s.path, s.reason, s.detail)
+
+
+def check_every_file(spark: SparkSession, summaries: list[FileSummary], ingested: str, quarantine: str) -> None:
+    """Every file's records counted from its bytes must be the rows written for it (kept plus quarantined)."""
+    written: dict[str, int] = {}
+    for output, schema in ((ingested, INGESTED), (quarantine, QUARANTINE)):  # an empty output has no file to read
+        for row in spark.read.schema(schema).parquet(output).groupBy("source_file").count().collect():
+            written[row.source_file] = written.get(row.source_file, 0) + row["count"]
+    wrong = [(s.path, s.records, written.get(s.path, 0)) for s in summaries if written.get(s.path, 0) != s.records]
+    if wrong:
+        listed = "; ".join(f"{path}: {counted} records, {rows} rows written" for path, counted, rows in wrong[:5])
+        raise AccountingError(f"ingest: the rows written do not match the records in {len(wrong)} file(s): {listed}")
+
+
 def refuse_an_unusable_day(spark: SparkSession, cfg: PipelineConfig, staged: str, report: StageReport) -> None:
     """Fail, before the day is published, when every one of its records is bad (here or by clean's rules)."""
     rows = spark.read.schema(INGESTED).parquet(staged)
-    reasons = {
-        row[REASON]: row["n"]
-        for row in clean(rows, cfg).groupBy(REASON).count().withColumnRenamed("count", "n").collect()
-    }
+    counts = clean(rows, cfg).groupBy(REASON).count().collect()
+    reasons = {row[REASON]: row["count"] for row in counts}
     if reasons.pop(None, 0):
         return
     found = {**report.quarantined, **reasons}

@@ -1,0 +1,464 @@
+"""Raw feed files read from their bytes: every record found is one row, good or quarantined, and none is lost.
+
+Spark's own CSV and JSON readers decide what a record is and drop or multiply what they cannot parse (a quoted
+newline splits a CSV record in two, a JSON line holding an array becomes several rows, a line `[]` vanishes). Here
+each file is read whole by one Spark task and cut into records by dlspark itself:
+- CSV: RFC 4180 records (a quoted field may hold newlines, delimiters and doubled quotes), fields matched to the
+  feed's columns by the header's names, in any order;
+- JSON lines: one line, one record, which must hold exactly one JSON object of scalar values;
+- Parquet: the rows the footer lists.
+Every record becomes exactly one row (its reason null when it is good), so the records counted in a file equal the
+rows written for it, and ingest checks that identity per file after writing. A file that cannot be read at all
+(a corrupt archive, text in another encoding than its feed's, a CSV header without a required column) is
+quarantined whole: its records, where they can be counted, or the file itself as one record.
+"""
+
+from __future__ import annotations
+
+import bz2
+import codecs
+import csv
+import gzip
+import io
+import json
+import lzma
+import zlib
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import pyarrow as pa
+
+from dlspark.schemas import CANONICAL_FIELDS, REQUIRED_FIELDS
+
+# What ingest quarantines a record for (clean's reasons follow in dlspark.cleaning).
+RECORD_REASONS = {
+    "invalid_utf8": "bytes that are not valid in the feed's encoding (UTF-8)",
+    "invalid_encoding": "bytes that are not valid in the feed's encoding (another encoding than UTF-8)",
+    "wrong_column_count": "a CSV record with more or fewer fields than its header",
+    "unterminated_quote": "a CSV record whose quoted field is still open at the end of the file",
+    "unparseable_record": "a CSV record that holds a NUL character, or that the parser cannot read",
+    "invalid_json": "a line that is not JSON",
+    "not_an_object": "a JSON line holding an array or a single value instead of one object",
+    "several_values": "a JSON line holding more than one value",
+    "trailing_garbage": "a JSON object followed by text that is not JSON",
+    "duplicate_key": "a JSON object with the same key twice",
+    "nested_value": "a JSON object or array where one of the feed's scalar fields belongs",
+}
+# What ingest quarantines a whole file for; the file's records (or the file, as one record) carry the reason.
+FILE_REASONS = {
+    "unreadable_file": "the file cannot be read from its filesystem",
+    "corrupt_archive": "a .gz, .bz2 or .xz file that does not decompress",
+    "wrong_encoding": "text not in the feed's encoding (over 10% NUL bytes: UTF-16 or UTF-32 without a BOM, or binary)",
+    "missing_column": "a CSV header (or Parquet schema) without a column the feed maps to a required field",
+    "duplicate_column": "a CSV header naming the same column twice",
+    "unreadable_parquet": "a Parquet file whose footer or data cannot be read",
+}
+DECOMPRESS: dict[str, Callable[[bytes], bytes]] = {
+    ".gz": gzip.decompress,
+    ".bz2": bz2.decompress,
+    ".xz": lzma.decompress,
+}
+BOMS = (  # UTF-32 before UTF-16: FF FE starts both
+    (codecs.BOM_UTF8, "utf-8"),
+    (codecs.BOM_UTF32_LE, "utf-32"),
+    (codecs.BOM_UTF32_BE, "utf-32"),
+    (codecs.BOM_UTF16_LE, "utf-16"),
+    (codecs.BOM_UTF16_BE, "utf-16"),
+)
+INVISIBLE = "\ufeff\u200b"  # a byte-order mark or zero-width space pasted around a value: not whitespace to Python
+BATCH_ROWS = 20_000
+
+# One output row: the canonical fields as strings, then lineage, then the reason and the raw record.
+ROW_FIELDS = [*CANONICAL_FIELDS, "feed", "source_file", "date", "_reason", "_record", "_raw"]
+OUTPUT = pa.schema(
+    [pa.field(name, pa.string()) for name in ROW_FIELDS[:-1]]
+    + [pa.field("_raw", pa.binary()), pa.field("_file", pa.string())]
+)
+# The _file column carries one summary per file (JSON), on a row of its own whose other columns are null.
+OUTPUT_DDL = ", ".join(f"`{f.name}` {'binary' if f.type == pa.binary() else 'string'}" for f in OUTPUT)
+
+
+@dataclass(frozen=True)
+class FeedSpec:
+    """What a task needs of a feed to read its files (plain values, shipped to the executors)."""
+
+    name: str
+    format: str
+    columns: dict[str, str]  # canonical field -> source field
+    encoding: str = "utf-8"
+    delimiter: str = ","
+    fields: tuple[str, ...] = ()  # columns the feed declares but does not map (not reported as extra)
+
+    @property
+    def known(self) -> set[str]:
+        return {*self.columns.values(), *self.fields}
+
+    @property
+    def required_sources(self) -> dict[str, str]:
+        return {self.columns[f]: f for f in REQUIRED_FIELDS if f in self.columns}
+
+
+@dataclass
+class FileSummary:
+    """What one file held: its records counted from its bytes, and how they were read."""
+
+    feed: str
+    path: str
+    size: int
+    records: int = 0  # records counted from the bytes (lines; RFC 4180 records; the footer's rows)
+    blank: int = 0  # blank lines: not records
+    rows: int = 0  # rows emitted for it (one per record)
+    reason: str | None = None  # a file-level reason: the whole file is quarantined
+    detail: str = ""  # what the reason is about (the missing column, the decoder's message)
+    extra_columns: list[str] = field(default_factory=list)  # CSV/Parquet columns the feed does not map
+
+    def to_json(self) -> str:
+        return json.dumps(self.__dict__)
+
+
+def clean_text(value: str) -> str:
+    """A value without the Unicode whitespace (tabs, no-break spaces, ideographic spaces...) and zero-width marks
+    around it."""
+    value = value.strip()
+    if value and (value[0] in INVISIBLE or value[-1] in INVISIBLE):
+        value = value.strip(INVISIBLE).strip()
+    return value
+
+
+def read_files(specs: dict[str, FeedSpec]) -> Callable[[Iterable[pa.RecordBatch]], Iterator[pa.RecordBatch]]:
+    """A mapInArrow function: each input row (feed, path, size, date) is a file; out come its rows and summary."""
+
+    def run(batches: Iterable[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
+        for batch in batches:
+            for feed, path, size, date in zip(*(batch.column(i).to_pylist() for i in range(4)), strict=True):
+                yield from read_file(specs[feed], path, size, date)
+
+    return run
+
+
+def read_file(spec: FeedSpec, path: str, size: int, date: str | None) -> Iterator[pa.RecordBatch]:
+    """The rows of one file, in batches, then its summary row."""
+    from dlspark import fs
+
+    summary = FileSummary(spec.name, path, size)
+    rows: list[list[Any]] = []
+    try:
+        data = fs.read_bytes(path)
+    except OSError as err:
+        data = None
+        summary.reason, summary.detail = "unreadable_file", str(err)[:300]
+    records = _records(spec, path, data, summary) if data is not None else _whole_file(summary, b"")
+    for values, reason, raw in records:
+        record = raw.decode("utf-8", "replace") if reason else None
+        rows.append([*values, spec.name, path, date, reason, record, raw if reason else None, None])
+        summary.rows += 1
+        if len(rows) >= BATCH_ROWS:
+            yield _batch(rows)
+            rows = []
+    if summary.reason and summary.rows == 0:  # nothing to count the file by: the file itself is the record
+        summary.records = summary.rows = 1
+        rows.append([*[None] * len(CANONICAL_FIELDS), spec.name, path, date, summary.reason, None, None, None])
+    rows.append([None] * (len(ROW_FIELDS) + 1))
+    rows[-1][-1] = summary.to_json()
+    yield _batch(rows)
+
+
+def _batch(rows: list[list[Any]]) -> pa.RecordBatch:
+    columns = list(zip(*rows, strict=True))
+    return pa.RecordBatch.from_arrays(
+        [pa.array(list(column), type=f.type) for column, f in zip(columns, OUTPUT, strict=True)], schema=OUTPUT
+    )
+
+
+Record = tuple[list[str | None], str | None, bytes]  # canonical values, reason, the raw bytes of a bad record
+NOTHING: list[str | None] = [None] * len(CANONICAL_FIELDS)  # the values of a record that is quarantined
+
+
+def _records(spec: FeedSpec, path: str, data: bytes, summary: FileSummary) -> Iterator[Record]:
+    for suffix, decompress in DECOMPRESS.items():
+        if path.endswith(suffix):
+            try:
+                data = decompress(data)
+            except (OSError, EOFError, ValueError, lzma.LZMAError, zlib.error) as err:
+                summary.reason, summary.detail = "corrupt_archive", str(err)[:300]
+                return
+            path = path[: -len(suffix)]
+    if spec.format == "parquet":
+        yield from _parquet(spec, data, summary)
+        return
+    text, encoding = _decode(spec, data, summary)
+    if text is None:
+        yield from _whole_file(summary, data)
+    elif spec.format == "csv":
+        yield from _csv(spec, text, encoding, summary)
+    else:
+        yield from _json_lines(spec, text, encoding, summary)
+
+
+def _decode(spec: FeedSpec, data: bytes, summary: FileSummary) -> tuple[str | None, str]:
+    """The file's text (bytes the encoding cannot decode kept as lone surrogates), and the encoding used: a BOM
+    says which; else the feed's. None when the bytes are not text in that encoding at all."""
+    encoding = spec.encoding
+    for bom, named in BOMS:
+        if data.startswith(bom):
+            encoding, data = named, data[len(bom) :] if named == "utf-8" else data
+            break
+    wide = encoding.replace("_", "-").lower().startswith(("utf-16", "utf-32"))
+    if not wide and data.count(b"\x00") * 10 > len(data):  # UTF-16 text is half NUL bytes; a stray NUL is a record's
+        summary.reason = "wrong_encoding"
+        summary.detail = f"NUL bytes in a file of feed {spec.name} (encoding {spec.encoding}): UTF-16/32 without BOM?"
+        return None, encoding
+    try:
+        return data.decode(encoding, errors="strict" if wide else "surrogateescape"), encoding
+    except (UnicodeDecodeError, LookupError) as err:
+        summary.reason, summary.detail = "wrong_encoding", str(err)[:300]
+        return None, encoding
+
+
+def _whole_file(summary: FileSummary, data: bytes) -> Iterator[Record]:
+    """A file quarantined whole: each of its lines is a record with the file's reason."""
+    lines = data.split(b"\n")
+    if lines and lines[-1] == b"":
+        lines.pop()
+    summary.records = len(lines)
+    for line in lines:
+        yield NOTHING, summary.reason, line
+
+
+def _bad_text(text: str) -> bool:
+    """True where decoding left a byte it could not decode (as a lone surrogate)."""
+    return any("\udc80" <= ch <= "\udcff" for ch in text) if not text.isascii() else False
+
+
+def _surrogate(text: str) -> bool:
+    return not text.isascii() and any("\ud800" <= ch <= "\udfff" for ch in text)
+
+
+def _text_reason(encoding: str) -> str:
+    return "invalid_utf8" if codecs.lookup(encoding).name == "utf-8" else "invalid_encoding"
+
+
+def _raw(text: str, encoding: str) -> bytes:
+    """The record's bytes as they were in the file."""
+    try:
+        return text.encode(encoding, "surrogateescape")
+    except (UnicodeEncodeError, LookupError):
+        return text.encode("utf-8", "surrogatepass")
+
+
+def _canonical(sources: list[str | None], record: dict[str, Any]) -> list[str | None]:
+    """The canonical fields of a record (source field -> value), as text without whitespace around it; `sources`
+    names the source field of each canonical field (None: the feed has none)."""
+    values: list[str | None] = []
+    for source in sources:
+        value = record.get(source) if source is not None else None
+        if value is None:
+            values.append(None)
+        else:
+            values.append(clean_text(value if type(value) is str else _scalar(value)))
+    return values
+
+
+# --- CSV -------------------------------------------------------------------------------------------------------
+
+
+def csv_records(text: str, delimiter: str = ",") -> Iterator[tuple[str, bool]]:
+    """The RFC 4180 records of a CSV text, each with its line ending, and whether its quote is still open at the
+    end; a quote opens a quoted field only at the start of a field, as Python's csv module reads it.
+
+    Lines without a quote are records as they are (the common case, at C speed); only lines with a quote, or inside
+    a quoted field, are scanned character by character.
+    """
+    pending: list[str] = []
+    quoted = False
+    for line in io.StringIO(text, newline=""):
+        if not quoted and '"' not in line:
+            yield line, False
+            continue
+        pending.append(line)
+        quoted = _still_quoted(line, quoted, delimiter)
+        if not quoted:
+            yield "".join(pending), False
+            pending = []
+    if pending:
+        yield "".join(pending), True
+
+
+def _still_quoted(line: str, quoted: bool, delimiter: str) -> bool:
+    """Whether a quoted field is open at the end of `line`, given whether one was open at its start."""
+    state = 2 if quoted else 0  # 0 field start, 1 unquoted field, 2 quoted field, 3 a quote inside a quoted field
+    for ch in line:
+        if state == 2:
+            if ch == '"':
+                state = 3
+        elif state == 3:
+            state = 2 if ch == '"' else 0 if ch == delimiter or ch in "\r\n" else 1
+        elif ch == delimiter or ch in "\r\n":
+            state = 0
+        elif state == 0 and ch == '"':
+            state = 2
+        else:
+            state = 1
+    return state == 2
+
+
+def _csv(spec: FeedSpec, text: str, encoding: str, summary: FileSummary) -> Iterator[Record]:
+    records = csv_records(text, spec.delimiter)
+    first = next(records, None)
+    if first is None:
+        return
+    header = [clean_text(name) for name in (_csv_fields(first[0], spec.delimiter) or [])]
+    positions = {name: i for i, name in enumerate(header)}
+    duplicates = sorted({name for name in header if header.count(name) > 1})
+    missing = [source for source in spec.required_sources if source not in positions]
+    summary.extra_columns = [name for name in header if name and name not in spec.known]
+    if duplicates or missing:
+        summary.reason = "duplicate_column" if duplicates else "missing_column"
+        summary.detail = (
+            f"header {header} names {duplicates} twice"
+            if duplicates
+            else (f"header {header} lacks {', '.join(f'{s} ({spec.required_sources[s]})' for s in missing)}")
+        )
+    reason_for_text = _text_reason(encoding)
+    picks = [positions.get(spec.columns[name]) if name in spec.columns else None for name in CANONICAL_FIELDS]
+    for record, unterminated in records:
+        if not record.strip("\r\n"):
+            summary.blank += 1
+            continue
+        summary.records += 1
+        if summary.reason:
+            yield NOTHING, summary.reason, _raw(record, encoding)
+            continue
+        fields = _csv_fields(record, spec.delimiter)
+        reason = None
+        if _bad_text(record):
+            reason = reason_for_text
+        elif unterminated:
+            reason = "unterminated_quote"
+        elif fields is None or "\x00" in record:  # Python's csv reads a NUL; it is no text a feed should hold
+            reason = "unparseable_record"
+        elif len(fields) != len(header):
+            reason = "wrong_column_count"
+        if reason or fields is None:
+            yield NOTHING, reason, _raw(record, encoding)
+        else:
+            yield [None if i is None else clean_text(fields[i]) for i in picks], None, b""
+
+
+def _csv_fields(record: str, delimiter: str) -> list[str] | None:
+    """The fields of one record, or None when it does not parse as exactly one record."""
+    try:
+        rows = list(csv.reader([record.rstrip("\r\n")], delimiter=delimiter, strict=False))
+    except csv.Error:
+        return None
+    return rows[0] if len(rows) == 1 else None
+
+
+# --- JSON lines ------------------------------------------------------------------------------------------------
+
+
+class _DuplicateKey(ValueError):
+    pass
+
+
+def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    found = dict(pairs)
+    if len(found) != len(pairs):
+        raise _DuplicateKey
+    return found
+
+
+def _not_a_number(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
+
+
+# Numbers keep the text they were written with ("2.50" stays "2.50"); NaN and Infinity are not JSON.
+DECODER = json.JSONDecoder(
+    object_pairs_hook=_no_duplicates, parse_float=str, parse_int=str, parse_constant=_not_a_number
+)
+
+
+def json_value(line: str) -> tuple[Any, str | None]:
+    """The one JSON object a line holds, or the reason it does not hold exactly one."""
+    text = line.strip()
+    try:
+        value, end = DECODER.raw_decode(text)
+    except _DuplicateKey:
+        return None, "duplicate_key"
+    except ValueError:
+        return None, "invalid_json"
+    rest = text[end:].strip()
+    if rest:
+        try:
+            DECODER.raw_decode(rest)
+        except ValueError:
+            return None, "trailing_garbage"
+        return None, "several_values"
+    if not isinstance(value, dict):
+        return None, "not_an_object"
+    return value, None
+
+
+def _scalar(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
+
+
+def _json_lines(spec: FeedSpec, text: str, encoding: str, summary: FileSummary) -> Iterator[Record]:
+    reason_for_text = _text_reason(encoding)
+    sources = [spec.columns.get(name) for name in CANONICAL_FIELDS]
+    lines = text.split("\n")
+    if lines[-1] == "":
+        lines.pop()  # the newline that ends the last line
+    for line in lines:
+        if not line.strip():
+            summary.blank += 1
+            continue
+        summary.records += 1
+        if _bad_text(line):
+            yield NOTHING, reason_for_text, _raw(line + "\n", encoding)
+            continue
+        value, reason = json_value(line)
+        if reason is None:
+            mapped = [value.get(source) for source in spec.columns.values()]
+            if any(isinstance(v, dict | list) for v in mapped):
+                reason = "nested_value"
+            elif any(isinstance(v, str) and _surrogate(v) for v in mapped):  # "\ud800": JSON, but no text
+                reason = "invalid_json"
+        if reason:
+            yield NOTHING, reason, _raw(line + "\n", encoding)
+        else:
+            yield _canonical(sources, value), None, b""
+
+
+# --- Parquet ---------------------------------------------------------------------------------------------------
+
+
+def _parquet(spec: FeedSpec, data: bytes, summary: FileSummary) -> Iterator[Record]:
+    import pyarrow.compute as pc
+    import pyarrow.parquet as pq
+
+    try:
+        parquet = pq.ParquetFile(io.BytesIO(data))
+        summary.records = parquet.metadata.num_rows  # the footer's count
+        names = parquet.schema_arrow.names
+        missing = [source for source in spec.required_sources if source not in names]
+        summary.extra_columns = [name for name in names if name not in spec.known]
+        if missing:
+            summary.reason, summary.detail = "missing_column", f"schema {names} lacks {missing}"
+        wanted = [source for source in dict.fromkeys(spec.columns.values()) if source in names]
+        table = parquet.read(columns=wanted)
+        columns = {name: pc.cast(table.column(name), pa.string()).to_pylist() for name in wanted}
+    except (pa.ArrowException, OSError, ValueError) as err:
+        summary.reason, summary.detail = "unreadable_parquet", str(err)[:300]
+        summary.records = 0
+        return
+    sources = [spec.columns.get(name) for name in CANONICAL_FIELDS]
+    for i in range(table.num_rows):
+        raw = json.dumps({name: values[i] for name, values in columns.items()}).encode()
+        if summary.reason:
+            yield NOTHING, summary.reason, raw
+        else:
+            yield _canonical(sources, {name: values[i] for name, values in columns.items()}), None, raw

@@ -1,0 +1,243 @@
+"""Hostile raw files, one case per file, all read by one ingest and clean: each file's exact outcome, and the
+accounting (records in the file = rows kept + rows quarantined) for every one of them."""
+
+import codecs
+import csv
+import gzip
+import io
+import json
+import random
+
+import pytest
+
+from conftest import make_config
+from dlspark.rawfiles import csv_records, json_value
+from dlspark.schemas import QUARANTINE
+
+DAY = "2026-01-05"
+HEADER = ["line_id", "receipt_no", "store_id", "loyalty_card", "plu", "description", "dept", "qty", "price", "sold_at"]
+
+
+def till(event_id, name="WHOLE MILK 1 L", qty="2", time="05/01/2026 10:00:00", plu="T100", header=HEADER):
+    values = dict(zip(HEADER, [event_id, "O1", "S01", "C1", plu, name, "DAIRY", qty, "1.20", time], strict=True))
+    return [values[name] for name in header]
+
+
+def csv_text(*rows, header=HEADER, newline="\n"):
+    out = io.StringIO()
+    csv.writer(out, lineterminator=newline).writerows([header, *rows])
+    return out.getvalue()
+
+
+def web(event_id, **changes):
+    obj = {"eventId": event_id, "orderRef": "O2", "sku": "W200", "title": "Bread", "qty": 1, "price": 2.5}
+    return json.dumps({**obj, "ts": "2026-01-05T11:00:00Z", **changes})
+
+
+REORDERED = [
+    "price",
+    "plu",
+    "receipt_no",
+    "sold_at",
+    "line_id",
+    "qty",
+    "dept",
+    "description",
+    "loyalty_card",
+    "store_id",
+]
+MARKETPLACE = (
+    "feeds.marketplace={format: parquet, path: marketplace, time_format: 'yyyy-MM-dd HH:mm:ss', columns: "
+    "{event_id: id, order_id: ord, product_id: item, quantity: units, unit_price: amount, event_time: at}}"
+)
+
+# file name -> (feed, bytes, rows kept after clean, {reason: rows quarantined})
+CASES = {
+    "quoted_newline.csv": ("tills", csv_text(till("A1", 'MILK\nSEMI, "SKIM"'), till("A2")), 2, {}),
+    "reordered_header.csv": ("tills", csv_text(till("B1", header=REORDERED), header=REORDERED), 1, {}),
+    "extra_column.csv": ("tills", csv_text([*till("C1"), "x"], header=[*HEADER, "promo"]), 1, {}),
+    "missing_required_column.csv": (
+        "tills",
+        csv_text(till("D1")[:4] + till("D1")[5:], till("D2")[:4] + till("D2")[5:], header=HEADER[:4] + HEADER[5:]),
+        0,
+        {"missing_column": 2},
+    ),
+    "duplicate_column.csv": (
+        "tills",
+        csv_text([*till("E1"), "T9"], header=[*HEADER, "plu"]),
+        0,
+        {"duplicate_column": 1},
+    ),
+    "utf16_with_bom.csv": ("tills", csv_text(till("F1")).encode("utf-16"), 1, {}),
+    "utf16_without_bom.csv": ("tills", csv_text(till("G1")).encode("utf-16-le"), 0, {"wrong_encoding": 3}),
+    "utf8_bom.csv": ("tills", codecs.BOM_UTF8 + csv_text(till("H1")).encode(), 1, {}),
+    "crlf.csv": ("tills", csv_text(till("I1"), till("I2"), newline="\r\n"), 2, {}),
+    "blank_lines.csv": ("tills", csv_text(till("J1")) + "\n\n" + ",".join(till("J2")) + "\n\n", 2, {}),
+    "unterminated_quote.csv": (
+        "tills",
+        csv_text(till("K1")) + 'K2,O1,S01,C1,T100,"OPEN QUOTE,DAIRY,1\n',
+        1,
+        {"unterminated_quote": 1},
+    ),
+    "inch_mark.csv": ("tills", csv_text(till("L1", '12" PIZZA')), 1, {}),
+    "year_0001.csv": (
+        "tills",
+        csv_text(till("M1", time="05/01/0001 10:00:00"), till("M2")),
+        1,
+        {"time_out_of_range": 1},
+    ),
+    "year_2150.csv": ("tills", csv_text(till("M3", time="05/01/2150 10:00:00")), 0, {"time_out_of_range": 1}),
+    "unicode_whitespace.csv": ("tills", csv_text(till("\u00a0N1\t", plu="\u3000T100\u2003")), 1, {}),
+    "huge_quantity.csv": (
+        "tills",
+        csv_text(till("P1", qty="1e308"), till("P2", qty="-1e308")),
+        0,
+        {"quantity_too_large": 1, "non_positive_quantity": 1},
+    ),
+    "latin1.csv": ("tills", csv_text(till("Q1", "CR\u00c8ME")).encode("latin-1"), 0, {"invalid_utf8": 1}),
+    "nul_in_a_record.csv": ("tills", csv_text(till("R1", "MI\x00LK"), till("R2")), 1, {"unparseable_record": 1}),
+    "gzipped.csv.gz": ("tills", gzip.compress(csv_text(till("S1")).encode()), 1, {}),
+    "cut_short.csv.gz": ("tills", gzip.compress(csv_text(till("S2")).encode() * 40)[:60], 0, {"corrupt_archive": 1}),
+    "name:with:colons.csv": ("tills", csv_text(till("T1")), 1, {}),
+    "empty.csv": ("tills", b"", 0, {}),
+    "header_only.csv": ("tills", csv_text(), 0, {}),
+    "array_line.jsonl": ("web", "[]\n" + web("U1") + "\n", 1, {"not_an_object": 1}),
+    "array_of_objects.jsonl": ("web", f"[{web('U2')}, {web('U3')}]\n", 0, {"not_an_object": 1}),
+    "scalar_line.jsonl": ("web", "42\n", 0, {"not_an_object": 1}),
+    "two_objects.jsonl": ("web", f"{web('V1')} {web('V2')}\n", 0, {"several_values": 1}),
+    "trailing_garbage.jsonl": ("web", f"{web('V3')} oops\n", 0, {"trailing_garbage": 1}),
+    "duplicate_key.jsonl": ("web", web("V4")[:-1] + ', "sku": "W999"}\n', 0, {"duplicate_key": 1}),
+    "nested_value.jsonl": ("web", web("V5", sku={"id": "W200"}) + "\n", 0, {"nested_value": 1}),
+    "nested_unmapped.jsonl": ("web", web("V6", channel={"app": "ios"}) + "\n", 1, {}),
+    "numbers_as_strings.jsonl": ("web", web("W1", qty="3", price="1.50") + "\n", 1, {}),
+    "not_a_number.jsonl": ("web", web("W2").replace('"price": 2.5', '"price": NaN') + "\n", 0, {"invalid_json": 1}),
+    "lone_surrogate.jsonl": (
+        "web",
+        web("W3").replace('"Bread"', '"Br\\ud800ead"').replace('"W200"', '"W\\udc00"') + "\n",
+        0,
+        {"invalid_json": 1},
+    ),
+    "crlf_and_blank.jsonl": ("web", f"{web('W4')}\r\n\r\n   \n{web('W5')}\r\n", 2, {}),
+    "no_final_newline.jsonl": ("web", web("W6"), 1, {}),
+    "broken_json.jsonl": ("web", web("W7")[:-5] + "\n", 0, {"invalid_json": 1}),
+    "utf16_with_bom.jsonl": ("web", (web("W8") + "\n").encode("utf-16"), 1, {}),
+    "not_parquet.parquet": ("marketplace", b"PAR1 this is not a parquet file PAR1", 0, {"unreadable_parquet": 1}),
+}
+
+
+def write_case(root, name, feed, data):
+    folder = root / "raw" / feed / f"date={DAY}"
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / name).write_bytes(data.encode() if isinstance(data, str) else data)
+
+
+@pytest.fixture(scope="module")
+def hostile(spark, tmp_path_factory):
+    """Every case's file in one data root (with a Parquet feed), through ingest and clean: (root, reports)."""
+    from dlspark.pipeline import run_stages
+
+    root = tmp_path_factory.mktemp("hostile")
+    for name, (feed, data, _, _) in CASES.items():
+        write_case(root, name, feed, data)
+    marketplace = root / "raw" / "marketplace" / f"date={DAY}"
+    spark.createDataFrame(  # a Parquet file without the column mapped to the product id
+        [("M1", "MO1", "2", "3.00", "2026-01-05 09:30:00")],
+        "id string, ord string, units string, amount string, at string",
+    ).coalesce(1).write.parquet(str(marketplace / "no_item_column"))
+    reports = {r.stage: r for r in run_stages(["ingest", "clean"], spark, make_config(root, MARKETPLACE))}
+    return root, reports
+
+
+def outcome(spark, root, name):
+    """(rows of the file in clean/, {reason: rows quarantined by ingest or clean})."""
+    ends = f"/{name}"
+    kept = spark.read.parquet(str(root / "clean")).where(f"source_file LIKE '%{ends}'").count()
+    quarantined = spark.read.schema(QUARANTINE).parquet(str(root / "quarantine")).where(f"source_file LIKE '%{ends}'")
+    reasons = {row.reason: row["count"] for row in quarantined.groupBy("reason").count().collect()}
+    return kept, reasons
+
+
+@pytest.mark.parametrize("name", sorted(CASES))
+def test_each_hostile_file_is_read_as_a_careful_user_expects(spark, hostile, name):
+    root, _ = hostile
+    _, _, kept, reasons = CASES[name]
+    assert outcome(spark, root, name) == (kept, reasons)
+
+
+def test_every_record_of_every_file_is_accounted_for(spark, hostile):
+    root, reports = hostile
+    ingest, clean = reports["ingest"], reports["clean"]
+    expected = sum(kept + sum(reasons.values()) for _, _, kept, reasons in CASES.values()) + 1  # + the Parquet file
+    assert ingest.rows_in == expected
+    assert ingest.rows_in == clean.rows_out + ingest.quarantined_total + clean.quarantined_total
+    assert ingest.details["files"] == len(CASES) + 1
+    assert ingest.details["blank_lines"] == 3 + 2  # blank_lines.csv; crlf_and_blank.jsonl (a line of spaces too)
+    whole = {entry["path"].rsplit("/", 1)[-1]: entry["reason"] for entry in ingest.details["files_quarantined"]}
+    assert whole == {
+        "missing_required_column.csv": "missing_column",
+        "duplicate_column.csv": "duplicate_column",
+        "utf16_without_bom.csv": "wrong_encoding",
+        "cut_short.csv.gz": "corrupt_archive",
+        "not_parquet.parquet": "unreadable_parquet",
+        next(p.name for p in (root / "raw" / "marketplace").rglob("part-*.parquet")): "missing_column",
+    }
+    assert [cols for path, cols in ingest.details["extra_columns"].items() if path.endswith("extra_column.csv")] == [
+        ["promo"]
+    ]
+
+
+def test_values_are_read_by_name_trimmed_of_any_whitespace_and_kept_whole(spark, hostile):
+    root, _ = hostile
+    rows = {r.event_id: r for r in spark.read.parquet(str(root / "clean")).collect()}
+    assert (
+        rows["B1"].order_id == "O1" and rows["B1"].product_id == "T100" and rows["B1"].product_name == "WHOLE MILK 1 L"
+    )
+    assert rows["A1"].product_name == 'MILK\nSEMI, "SKIM"'
+    assert rows["N1"].product_id == "T100"  # no-break space, tab, ideographic and em spaces trimmed
+    assert rows["L1"].product_name == '12" PIZZA'
+    assert str(rows["W1"].unit_price) == "1.50" and rows["W1"].quantity == 3
+
+
+def test_quarantined_records_keep_their_exact_bytes_and_valid_text(spark, hostile):
+    root, _ = hostile
+    rows = spark.read.schema(QUARANTINE).parquet(str(root / "quarantine" / "stage=ingest")).collect()
+    latin = next(r for r in rows if r.source_file.endswith("/latin1.csv"))
+    assert latin.raw == ",".join(till("Q1", "CR\u00c8ME")).encode("latin-1") + b"\n"  # the bytes, losslessly
+    assert latin.record == latin.raw.decode("utf-8", "replace") and "\ufffd" in latin.record
+    two = next(r for r in rows if r.reason == "several_values")
+    assert json.loads(two.raw.decode().split("} ")[0] + "}")["eventId"] == "V1"
+
+
+def test_csv_records_split_as_pythons_csv_module_reads_them():
+    """An oracle: random CSV texts of quotes, delimiters, line breaks (LF, CRLF, CR) and text."""
+    pieces = ['"', '""', ",", "\n", "\r\n", "\r", "a", "b c", " ", '"x\ny"', "é"]
+    generator = random.Random(7)
+    for _ in range(3000):
+        text = "".join(generator.choice(pieces) for _ in range(generator.randint(0, 30)))
+        expected = list(csv.reader(io.StringIO(text, newline="")))
+        records = list(csv_records(text))
+        found = [row for record, _ in records for row in csv.reader(io.StringIO(record, newline=""))]
+        assert found == expected, repr(text)
+        assert all(len(list(csv.reader(io.StringIO(r, newline="")))) <= 1 for r, _ in records), repr(text)
+
+
+@pytest.mark.parametrize(
+    ("line", "reason"),
+    [
+        ('{"a": 1}', None),
+        ('  {"a": "1"}  ', None),
+        ("[]", "not_an_object"),
+        ('"text"', "not_an_object"),
+        ("null", "not_an_object"),
+        ('{"a": 1}{"a": 2}', "several_values"),
+        ('{"a": 1} []', "several_values"),
+        ('{"a": 1} x', "trailing_garbage"),
+        ('{"a": 1, "a": 2}', "duplicate_key"),
+        ('{"a": {"b": 1, "b": 2}}', "duplicate_key"),
+        ('{"a": Infinity}', "invalid_json"),
+        ("{'a': 1}", "invalid_json"),
+        ("", "invalid_json"),
+    ],
+)
+def test_a_json_line_holds_exactly_one_object(line, reason):
+    assert json_value(line)[1] == reason
