@@ -148,7 +148,7 @@ def read_file(spec: FeedSpec, path: str, size: int, date: str | None) -> Iterato
     except OSError as err:
         data = None
         summary.reason, summary.detail = "unreadable_file", str(err)[:300]
-    records = _records(spec, path, data, summary) if data is not None else _whole_file(summary, b"")
+    records = _records(spec, path, data, summary) if data is not None else iter(())
     for values, reason, raw in records:
         record = raw.decode("utf-8", "replace") if reason else None
         rows.append([*values, spec.name, path, date, reason, record, raw if reason else None, None])
@@ -158,7 +158,7 @@ def read_file(spec: FeedSpec, path: str, size: int, date: str | None) -> Iterato
             rows = []
     if summary.reason and summary.rows == 0:  # nothing to count the file by: the file itself is the record
         summary.records = summary.rows = 1
-        rows.append([*[None] * len(CANONICAL_FIELDS), spec.name, path, date, summary.reason, None, None, None])
+        rows.append([*NOTHING, spec.name, path, date, summary.reason, None, None, None])
     rows.append([None] * (len(ROW_FIELDS) + 1))
     rows[-1][-1] = summary.to_json()
     yield _batch(rows)
@@ -183,7 +183,7 @@ def _records(spec: FeedSpec, path: str, data: bytes, summary: FileSummary) -> It
             except (OSError, EOFError, ValueError, lzma.LZMAError, zlib.error) as err:
                 summary.reason, summary.detail = "corrupt_archive", str(err)[:300]
                 return
-            path = path[: -len(suffix)]
+            break
     if spec.format == "parquet":
         yield from _parquet(spec, data, summary)
         return
