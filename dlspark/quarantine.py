@@ -27,13 +27,14 @@ def split_and_write(
     report: StageReport,
     partition_by: str = "date",
     cache: bool = True,
-) -> None:
+) -> dict[str, int]:
     """Write rows whose REASON is null to `good_path` and the rest to `quarantine_path`, then check the counts.
 
     `report.rows_in` must already hold the input's own count. `classified` is read once (persisted); the counts
     of what was written are then read back from the written files and must equal the counts seen before
     writing, so a lost or duplicated row fails the stage loudly. `cache=False` when `classified` is a cheap
-    projection of a frame the caller has persisted already.
+    projection of a frame the caller has persisted already. Returns the rows written (kept plus quarantined) per
+    source file, from the same read-back.
     """
     if cache:
         classified = classified.persist(StorageLevel.MEMORY_AND_DISK)
@@ -60,8 +61,14 @@ def split_and_write(
             classified.unpersist()
     spark = classified.sparkSession
     # read back with the schemas just written: an output with no rows has no file to take a schema from
-    written_good = spark.read.schema(good.schema).parquet(good_path).count()
-    written_bad = spark.read.schema(bad.schema).parquet(quarantine_path).count()
+    per_file: dict[str, int] = {}
+    written = []
+    for path, schema in ((good_path, good.schema), (quarantine_path, bad.schema)):
+        counts = spark.read.schema(schema).parquet(path).groupBy("source_file").count().collect()
+        written.append(sum(row["count"] for row in counts))
+        for row in counts:
+            per_file[row.source_file] = per_file.get(row.source_file, 0) + row["count"]
+    written_good, written_bad = written
     if written_good != report.rows_out or written_bad != report.quarantined_total:
         raise AccountingError(
             f"{report.stage}: counted {report.rows_out} good and {report.quarantined_total} quarantined rows, "
@@ -76,3 +83,4 @@ def split_and_write(
         report.rows_out,
         report.quarantined_total,
     )
+    return per_file
