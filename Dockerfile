@@ -1,24 +1,43 @@
-# One image for every docker-compose service (master, workers, pipeline, scheduler): the official Spark 3.5 image
-# (Java 17, Python 3) with dlspark and its locked stack installed. Build: docker compose build
-FROM apache/spark:3.5.5-scala2.12-java17-python3-ubuntu
+# One image for every docker-compose service (master, workers, pipeline, scheduler, report): Debian's Python 3.11
+# and OpenJDK 17, and one virtual environment with the runtime stack of requirements-runtime.lock and dlspark.
+# Spark is pyspark's own (its jars are in the wheel), so master, workers and driver run exactly the locked version.
+#   docker compose build                  (pulls debian:bookworm-slim, installs from the package index)
+#   docker/wheelhouse.sh && docker compose build   (installs from docker/wheelhouse/ alone, with --no-index)
+# Where no image registry is reachable, docker/base-image.sh makes debian:bookworm-slim locally.
+ARG BASE=debian:bookworm-slim
 
-USER root
+FROM ${BASE} AS build
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends python3 python3-venv \
+    && rm -rf /var/lib/apt/lists/*
+# docker/wheelhouse* matches nothing when there is no wheelhouse: then the lock alone is copied
+COPY requirements-runtime.lock docker/wheelhouse* /tmp/wheels/
+RUN python3 -m venv /opt/dlspark/.venv \
+    && if ls /tmp/wheels/*.whl >/dev/null 2>&1; then index="--no-index --find-links /tmp/wheels"; else index=""; fi \
+    && /opt/dlspark/.venv/bin/pip install --no-cache-dir --disable-pip-version-check $index \
+       -r /tmp/wheels/requirements-runtime.lock
+COPY pyproject.toml README.md /tmp/src/
+COPY dlspark /tmp/src/dlspark
+# TensorFlow's C++ headers (290 MB) serve only to compile custom ops: not kept
+RUN /opt/dlspark/.venv/bin/pip install --no-cache-dir --disable-pip-version-check --no-deps --no-build-isolation \
+       /tmp/src \
+    && rm -rf /opt/dlspark/.venv/lib/python3.11/site-packages/tensorflow/include
+
+# The image itself: no compiler, no wheels, no pip cache; only what runs.
+FROM ${BASE}
+# openjdk-17's post-install script fails on the slim image unless the man folder exists
+RUN mkdir -p /usr/share/man/man1 \
+    && apt-get update \
+    && apt-get install -y --no-install-recommends python3 openjdk-17-jre-headless procps \
+    && rm -rf /var/lib/apt/lists/* /usr/share/man/* /usr/share/doc/*
+RUN useradd --create-home --uid 1000 --shell /bin/bash dlspark \
+    && mkdir -p /data /tmp/spark-work \
+    && chown dlspark:dlspark /data /tmp/spark-work
+COPY --from=build /opt/dlspark/.venv /opt/dlspark/.venv
 WORKDIR /opt/dlspark
-# requirements.lock is resolved for Python 3.11 and the image ships Ubuntu's 3.10: uv installs a 3.11 (at build
-# time) for the environment. Master, workers and driver all run pyspark's Spark from this environment, so the JVM
-# side matches the Python side exactly; the image's own /opt/spark is not used.
-ENV UV_PYTHON_INSTALL_DIR=/opt/python UV_NO_CACHE=1 DLSPARK_PYTHON=/opt/dlspark/.venv/bin/python
-RUN python3 -m pip install --no-cache-dir uv \
-    && uv python install 3.11 \
-    && uv venv --python 3.11 /opt/dlspark/.venv
-COPY requirements.lock pyproject.toml README.md ./
-RUN uv pip install --python "$DLSPARK_PYTHON" -r requirements.lock
-COPY dlspark dlspark
 COPY jobs jobs
 COPY conf conf
-COPY docker docker
-RUN uv pip install --python "$DLSPARK_PYTHON" --no-deps -e . \
-    && mkdir -p /data /tmp/spark-work \
-    && chown -R spark:spark /data /tmp/spark-work
-ENV PATH=/opt/dlspark/.venv/bin:$PATH
-USER spark
+COPY docker/*.sh docker/
+ENV PATH=/opt/dlspark/.venv/bin:$PATH DLSPARK_PYTHON=/opt/dlspark/.venv/bin/python
+# The data volume takes its owner from /data here: dlspark can write it without root
+USER dlspark

@@ -1,6 +1,5 @@
-# Sourced by the other scripts: Spark is the one of dlspark's environment (pyspark's), for every process.
-# The apache/spark image sets SPARK_HOME=/opt/spark; it is replaced here so that master, workers, driver and
-# executors all run the Spark version that requirements.lock pins.
+# Sourced by the other scripts: Spark is the one of dlspark's environment (pyspark's), for every process, so master,
+# workers, driver and executors all run the Spark version that the lock pins.
 python=${DLSPARK_PYTHON:-/opt/dlspark/.venv/bin/python}
 bin=$(dirname "$python")
 SPARK_HOME=$("$python" -c 'import os, pyspark; print(os.path.dirname(pyspark.__file__))')
