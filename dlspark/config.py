@@ -175,6 +175,12 @@ class ShardsConfig(_Section):
     end_date: dt.date | None = Field(None, description="Last day used; empty means the last day in events/.")
     rows_per_file: int = Field(1_048_576, ge=1, description="Rows per shard file (at least one file per split).")
     seed: int = 17
+    rule_folds: int = Field(
+        4,
+        ge=1,
+        description="Training examples get rule features mined without their own day: the training days in this "
+        "many folds, each mined on the others (1: rules of all training days, as for validation and test).",
+    )
 
 
 class ModelConfig(_Section):
@@ -213,6 +219,11 @@ class TrainConfig(_Section):
     reader_pool: Literal["thread", "process", "dummy"] = Field("thread", description="Petastorm's reader pool.")
     reader_workers: int = Field(2, ge=1, description="Petastorm reader workers.")
     shuffle_row_groups: bool = True
+    deterministic: bool = Field(
+        False,
+        description="TensorFlow op determinism, one thread and one Petastorm reader: the same weights from the same "
+        "shards and settings, bit for bit, but slower (docs/training.md).",
+    )
     prefetch: int = Field(4, ge=0, description="Training batches tf.data prepares ahead of the model.")
     top_k: list[int] = Field([1, 5, 10], description="Hit rate is reported at each of these k (MRR at the largest).")
     warm_start: bool = Field(
@@ -221,6 +232,14 @@ class TrainConfig(_Section):
     promotion_metric: str = Field(
         "hit@10", description="Test metric of the model that decides promotion: hit@K (K in top_k) or mrr@max(top_k)."
     )
+    promotion_margin: float = Field(
+        0.01,
+        ge=0,
+        description="Promote unless the new model is worse than the current one by more than this (in the "
+        "promotion metric, both scored on the new test split) at promotion_confidence.",
+    )
+    promotion_confidence: float = Field(0.95, gt=0, lt=1, description="Of the paired bootstrap interval.")
+    promotion_resamples: int = Field(1000, ge=100, description="Bootstrap resamples of the test examples.")
 
     @model_validator(mode="after")
     def _check_metric(self) -> TrainConfig:

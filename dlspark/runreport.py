@@ -48,10 +48,7 @@ def write_run_report(reports: list[StageReport], root: Layout, notes: str = "") 
         sections.append(_evaluation(evaluation))
         sections.append(_figure(out, "evaluation.png", "Model against the baselines", _evaluation_bars(evaluation)))
         if "promotion" in by_stage["evaluate"].details:
-            from dlspark.train.versions import describe
-
-            entry = by_stage["evaluate"].details["promotion"]
-            sections.append(f"<p>Model {entry['version']}: {html.escape(describe(entry))}</p>")
+            sections.append(_promotion(by_stage["evaluate"].details["promotion"]))
     sections.append(_figure(out, "seconds.png", "Seconds per stage", _seconds(reports)))
     if notes:
         sections.append(f"<h2>Notes</h2><pre>{html.escape(notes)}</pre>")
@@ -156,6 +153,29 @@ def _evaluation(evaluation: dict[str, Any]) -> str:
     rows = [[who, *(float(values[m]) for m in names)] for who, values in metrics.items()]
     title = f"<h2>Evaluation on the test split ({evaluation['examples']:,} examples)</h2>"
     return title + _table(["recommender", *names], rows)
+
+
+def _promotion(entry: dict[str, Any]) -> str:
+    """The decision, and where there was a current model, both models on the same test examples with the interval."""
+    from dlspark.train.versions import describe
+
+    decision = f"<h2>Promotion</h2><p>Model {entry['version']}: {html.escape(describe(entry))}</p>"
+    comparison = entry.get("comparison")
+    if not comparison:
+        return decision
+    names = list(comparison["challenger"])
+    rows = [
+        [f"{entry['version']} (new)", *(float(comparison["challenger"][m]) for m in names)],
+        [f"{entry['current_before']} (current before)", *(float(comparison["champion"][m]) for m in names)],
+    ]
+    low, high = comparison["interval"]
+    gate = (
+        f"<p>Difference in {html.escape(comparison['metric'])}: {comparison['difference']:+.4f}, "
+        f"{100 * comparison['confidence']:.0f}% paired bootstrap interval [{low:+.4f}, {high:+.4f}]; promoted unless "
+        f"the whole interval is below -{comparison['margin']} (the margin). Test labels the current model never saw: "
+        f"{comparison['champion_unseen_labels']:,}.</p>"
+    )
+    return decision + _table(["model", *names], rows) + gate
 
 
 def _evaluation_bars(evaluation: dict[str, Any]) -> Any:

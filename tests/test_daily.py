@@ -184,7 +184,9 @@ def test_a_worse_model_is_kept_as_a_version_but_not_promoted(spark, daily, tmp_p
     reports = run_pipeline(["train", "evaluate"], None, worse)
     entry = reports[-1].details["promotion"]
     assert (entry["version"], entry["promoted"], entry["current_before"]) == ("v0002", False, "v0001")
-    assert entry["metrics"]["hit@10"] < entry["current_metric"]
+    comparison = entry["comparison"]  # both models on the same test examples
+    assert comparison["challenger"]["hit@10"] < comparison["champion"]["hit@10"]
+    assert comparison["interval"][1] < -cfg.train.promotion_margin
     assert (root / "models" / "current").read_text().strip() == "v0001"
     assert (root / "models" / "v0002" / "evaluation.json").exists()
     # the same trained model is not decided twice

@@ -151,3 +151,59 @@ def test_an_unchanged_input_and_configuration_give_the_same_fingerprint_and_byte
     again = json.loads((root / "shards" / "manifest.json").read_text())
     assert again["fingerprint"] == manifest["fingerprint"]
     assert {p.name: p.read_bytes() for p in (root / "shards" / "train").glob("*.parquet")} == before
+
+
+@pytest.fixture(scope="module")
+def folded(spark, tmp_path_factory):
+    """Three training days where D and E are bought together on the first day only, and A and B on every day; the
+    shards built with in-sample rule features (rule_folds=1) and with the default folds (one per day here)."""
+    rows = []
+    for day in range(3):
+        for n in range(12):
+            rows += [event(f"ab{day}-{n}", "A", day), event(f"ab{day}-{n}", "B", day, second=1)]
+    for n in range(10):
+        rows += [event(f"de{n}", "D", 0), event(f"de{n}", "E", 0, second=1)]
+    rows += [event("v1", "A", 3), event("v1", "B", 3, second=1), event("x1", "D", 4), event("x1", "E", 4, second=1)]
+    built = {}
+    for folds in (1, 4):
+        root = tmp_path_factory.mktemp(f"folds{folds}")
+        spark.createDataFrame(rows, EVENTS).write.partitionBy("date").parquet(str(root / "events"))
+        spark.createDataFrame(
+            [("A", "A", "Apples", "A", "a", "X", 1)],
+            "product_id string, canonical_product_id string, canonical_name string, product_name string, "
+            "product_name_norm string, category string, events long",
+        ).write.parquet(str(root / "products"))
+        settings = ["shards.test_days=1", "shards.val_days=1", "mining.min_support=0.1", f"shards.rule_folds={folds}"]
+        run_stage("shards", spark, make_config(root, *settings))
+        manifest = json.loads((root / "shards" / "manifest.json").read_text())
+        splits = {split: pq.read_table(root / "shards" / split).to_pylist() for split in ("train", "val", "test")}
+        built[folds] = manifest, splits
+    return built
+
+
+def test_training_examples_get_rule_features_mined_without_their_own_day(folded):
+    (manifest1, in_sample), (manifest3, out_of_fold) = folded[1], folded[4]
+    assert (manifest1["rules"]["folds"], manifest3["rules"]["folds"]) == (1, 3)  # at most one fold per training day
+    ids = manifest1["products"]["ids"]
+    assert ids == manifest3["products"]["ids"]  # the vocabularies do not depend on the folds
+    d_and_e = {ids.index("D"), ids.index("E")}
+
+    def first_rules(examples, day, items):
+        return sorted(
+            r["rule_00"] for r in examples if r["date"] == DAY + dt.timedelta(days=day) and r["item_00"] in items
+        )
+
+    # D -> E and E -> D hold on the first day only: in-sample, its examples are handed their own answer ...
+    assert set(first_rules(in_sample["train"], 0, d_and_e)) <= d_and_e and PAD not in first_rules(
+        in_sample["train"], 0, d_and_e
+    )
+    # ... out of fold, they get the rules of the other two days, which never saw D or E
+    assert set(first_rules(out_of_fold["train"], 0, d_and_e)) == {PAD}
+    # A -> B holds on every day: every day's examples keep it
+    a_and_b = {ids.index("A"), ids.index("B")}
+    for day in range(3):
+        assert set(first_rules(out_of_fold["train"], day, a_and_b)) <= a_and_b
+    # validation and test examples keep the rules of every training day, whatever the folds
+    for split in ("val", "test"):
+        assert out_of_fold[split] == in_sample[split]
+    assert first_rules(out_of_fold["test"], 4, d_and_e) != [PAD]

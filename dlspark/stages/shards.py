@@ -15,6 +15,7 @@ import datetime as dt
 import logging
 import math
 from collections.abc import Callable, Iterable, Iterator
+from functools import reduce
 from typing import Any
 
 import pyarrow as pa
@@ -108,21 +109,60 @@ def padded(array: Column, width: int) -> list[Column]:
     return [F.coalesce(array[i], F.lit(PAD)).cast("int") for i in range(width)]
 
 
+def rule_features(
+    split_orders: DataFrame,
+    train_orders: DataFrame,
+    rules: DataFrame,
+    train_days: list[dt.date],
+    cfg: PipelineConfig,
+    cached: list[DataFrame],
+) -> tuple[DataFrame, int]:
+    """What the rules recommend for each example's inputs (order_id, rules), and the folds it took.
+
+    Validation and test examples get the rules of every training day. With shards.rule_folds k >= 2, a training
+    example gets rules mined without its own day: the training days are dealt into k folds (day i to fold i mod k)
+    and each fold's examples get the rules mined, as `rules` were (every training order, the same settings), on
+    the other folds' orders. Rule scores
+    on training examples are then as good as rules are on days they never saw, which is what the model meets later.
+    The folds' counts and rules are persisted and added to `cached`, for the caller to release.
+    """
+    width = cfg.mining.recommendations
+    k = min(cfg.shards.rule_folds, len(train_days))
+
+    def recommended(frame: DataFrame, with_rules: DataFrame) -> DataFrame:
+        items = frame.select("order_id", F.col("inputs").alias("items"))
+        return recommend_from_rules(items, with_rules, width).withColumnRenamed("recommended", "rules")
+
+    if k < 2:
+        return recommended(split_orders, rules), 1
+    parts = [recommended(split_orders.where(F.col("split") != "train"), rules)]
+    for fold in range(k):
+        days = train_days[fold::k]
+        others = train_orders.where(~F.col("date").isin(days))
+        parts.append(recommended(split_orders.where(F.col("date").isin(days)), _mined(others, cfg, cached)))
+    return reduce(DataFrame.unionByName, parts), k
+
+
+def _mined(train_orders: DataFrame, cfg: PipelineConfig, cached: list[DataFrame]) -> DataFrame:
+    """The rules of some training orders, mined with the mining settings."""
+    baskets = train_orders.select("order_id", F.array_sort("products").alias("items"))
+    counts = item_counts(baskets).persist(StorageLevel.MEMORY_AND_DISK)
+    itemsets = frequent_itemsets(baskets, counts, cfg.mining, baskets.count())
+    rules = association_rules(itemsets, cfg.mining.min_confidence).persist(StorageLevel.MEMORY_AND_DISK)
+    cached += [counts, rules]
+    return rules
+
+
 def examples(
     split_orders: DataFrame,
-    rules: DataFrame,
+    recommended: DataFrame,
     products: DataFrame,
     customers: DataFrame,
     width: int,
     rule_width: int,
 ) -> DataFrame:
     """The examples of orders with >= 2 products: indexes of inputs, rule recommendations, customer, size, label."""
-    with_rules = split_orders.join(
-        recommend_from_rules(
-            split_orders.select("order_id", F.col("inputs").alias("items")), rules, rule_width
-        ).withColumnRenamed("recommended", "rules"),
-        "order_id",
-    )
+    with_rules = split_orders.join(recommended, "order_id")
     indexed = index_array(index_array(with_rules, "inputs", products), "rules", products)
     labelled = indexed.join(
         F.broadcast(products.withColumnRenamed("key", "label").withColumnRenamed("index", "label_index")),
@@ -199,19 +239,20 @@ def run(ctx: StageContext) -> StageReport:
     report = ctx.new_report()
     sc = cfg.shards
     events = select_window(published_events(spark, ctx.layout), sc.window_days, sc.end_date)[0]
-    all_orders = orders(events, sc.seed).persist(StorageLevel.MEMORY_AND_DISK)
+    cached = [orders(events, sc.seed).persist(StorageLevel.MEMORY_AND_DISK)]  # and the rule folds' counts and rules
     try:
-        bounds = assign_splits(
-            [row.date for row in all_orders.select("date").distinct().collect()], sc.test_days, sc.val_days
-        )
-        all_orders = all_orders.withColumn("split", split_of(F.col("date"), bounds))
+        dates = sorted(row.date for row in cached[0].select("date").distinct().collect())
+        bounds = assign_splits(dates, sc.test_days, sc.val_days)
+        all_orders = cached[0].withColumn("split", split_of(F.col("date"), bounds))
         report.rows_in = all_orders.count()
-        rules, products, customers, mining = training_knowledge(
-            spark, all_orders.where(F.col("split") == "train"), cfg, out
-        )
+        train_orders = all_orders.where(F.col("split") == "train")
+        rules, products, customers, mining = training_knowledge(spark, train_orders, cfg, out)
+        train_days = [day for day in dates if day <= bounds["train"][1]]
+        with_two = all_orders.where(F.size("products") >= 2)
+        recommended, folds = rule_features(with_two, train_orders, rules, train_days, cfg, cached)
         frame = examples(
-            all_orders.where(F.size("products") >= 2),
-            rules,
+            with_two,
+            recommended,
             index_frame(spark, products, 2),
             index_frame(spark, customers, 2),
             sc.max_items,
@@ -222,7 +263,8 @@ def run(ctx: StageContext) -> StageReport:
         finally:
             frame.unpersist()
     finally:
-        all_orders.unpersist()
+        for persisted in cached:
+            persisted.unpersist()
     report.rows_out = sum(s["rows"] for s in splits.values())
     report.removed = {"single_product_orders": report.rows_in - report.rows_out}
     names = product_names(spark, ctx.layout.products, products)
@@ -242,7 +284,7 @@ def run(ctx: StageContext) -> StageReport:
         "splits": splits,
         "products": {"ids": ["<pad>", "<unknown>", *products], "names": ["", "", *names]},
         "customers": {"ids": ["<anonymous>", "<unknown>", *customers]},
-        "rules": {**mining, "rules": rules.count()},
+        "rules": {**mining, "rules": rules.count(), "folds": folds},
     }
     manifest["fingerprint"] = short_hash(f"{manifest['inputs']}{manifest['config_hash']}")
     fs.write_json(manifest_path(out), manifest)
@@ -252,6 +294,7 @@ def run(ctx: StageContext) -> StageReport:
         "products": len(products),
         "customers": len(customers),
         "rules": manifest["rules"]["rules"],
+        "rule_folds": folds,
         "truncated_inputs": sum(s["truncated_inputs"] for s in splits.values()),
         "unknown_test_labels": splits["test"]["unknown_labels"],
         "fingerprint": manifest["fingerprint"],

@@ -19,6 +19,7 @@ from dlspark.config import PipelineConfig
 from dlspark.digest import short_hash
 from dlspark.manifest import Manifest
 from dlspark.train.data import model_inputs, petastorm_dataset, read_split
+from dlspark.train.determinism import make_deterministic, reader_workers
 from dlspark.train.results import TrainResult
 
 log = logging.getLogger(__name__)
@@ -100,6 +101,8 @@ def train(cfg: PipelineConfig, manifest: Manifest, paths: ModelPaths, warm_from:
     from dlspark.train.models import model_for, saved_weights, warm_start
 
     tc = cfg.train
+    if tc.deterministic:
+        make_deterministic()
     keras.utils.set_random_seed(tc.seed)
     model = model_for(manifest, tc)
     inputs = tuple(model_inputs(tc.model))
@@ -129,7 +132,7 @@ def train(cfg: PipelineConfig, manifest: Manifest, paths: ModelPaths, warm_from:
         shuffle=tc.shuffle_row_groups,
         seed=tc.seed,
         pool=tc.reader_pool,
-        workers=tc.reader_workers,
+        workers=reader_workers(tc),
         prefetch=tc.prefetch,
         inputs=inputs,
     ) as batches:

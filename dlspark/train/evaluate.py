@@ -11,7 +11,8 @@ MRR is truncated at the largest k: a label ranked below it (or not ranked) adds 
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -49,46 +50,104 @@ def top_popular(items: np.ndarray, products: int, k: int) -> np.ndarray:
     return np.where(np.take_along_axis(in_basket, first, axis=1), PAD, picked)
 
 
-@dataclass
-class Scores:
-    """Running hit counts and reciprocal ranks of one recommender."""
+@dataclass(frozen=True)
+class Translation:
+    """How a model trained on other shards reads this manifest's examples: each product and customer index mapped
+    to the model's own (UNKNOWN where it never saw the id), and the arrays cut or padded to the model's widths."""
 
-    ks: list[int]
-    hits: dict[int, int] = field(default_factory=dict)
-    reciprocal: float = 0.0
-    examples: int = 0
+    products: np.ndarray
+    customers: np.ndarray
+    items: int  # the model's item columns
+    rules: int  # the model's rule columns
 
-    def add(self, ranks: np.ndarray, labels: np.ndarray) -> None:
-        ranks = np.where(labels == UNKNOWN, 0, ranks)
-        for k in self.ks:
-            self.hits[k] = self.hits.get(k, 0) + int(((ranks >= 1) & (ranks <= k)).sum())
-        kept = (ranks >= 1) & (ranks <= max(self.ks))
-        self.reciprocal += float((1.0 / ranks[kept]).sum())
-        self.examples += len(labels)
+    @classmethod
+    def between(cls, manifest: Manifest, vocabulary: dict[str, Any]) -> Translation:
+        """From `manifest`'s indexes to those of a model's vocabulary.json (ids, then the reserved slots)."""
 
-    def table(self) -> dict[str, float]:
-        n = max(self.examples, 1)
+        def mapping(new: list[str], own: list[str]) -> np.ndarray:
+            index = {key: i for i, key in enumerate(own)}
+            return np.array([index.get(key, UNKNOWN) for key in new], dtype=np.int32)
+
+        return cls(
+            mapping(manifest.raw["products"]["ids"], vocabulary["products"]["ids"]),
+            mapping(manifest.raw["customers"]["ids"], vocabulary["customers"]["ids"]),
+            len(vocabulary["columns"]["items"]),
+            len(vocabulary["columns"]["rules"]),
+        )
+
+    def apply(self, features: dict[str, np.ndarray], labels: np.ndarray) -> tuple[dict[str, np.ndarray], np.ndarray]:
         return {
-            **{f"hit@{k}": round(self.hits.get(k, 0) / n, 4) for k in self.ks},
-            f"mrr@{max(self.ks)}": round(self.reciprocal / n, 4),
-        }
+            "items": _width(self.products[features["items"]], self.items),
+            "rules": _width(self.products[features["rules"]], self.rules),
+            "customer": self.customers[features["customer"]],
+            "size": features["size"],
+        }, self.products[labels]
 
 
-def evaluate(
-    model: Any, manifest: Manifest, inputs: list[str], ks: list[int], batch_size: int = 2048
-) -> dict[str, Any]:
-    """Stream the test split through Petastorm once and score the model, the rules and popularity on it."""
-    k = max(ks)
-    scores = {name: Scores(sorted(ks)) for name in RECOMMENDERS}
+def _width(matrix: np.ndarray, width: int) -> np.ndarray:
+    """The first `width` columns of `matrix`, padded with PAD where it has fewer."""
+    if matrix.shape[1] >= width:
+        return matrix[:, :width]
+    return np.pad(matrix, ((0, 0), (0, width - matrix.shape[1])), constant_values=PAD)
+
+
+Ranker = Callable[[dict[str, np.ndarray], np.ndarray], np.ndarray]
+
+
+def model_ranker(model: Any, k: int, translation: Translation | None = None) -> Ranker:
+    """Ranks by a Keras model's scores; `translation` when the model was trained on other vocabularies."""
+    inputs = [i.name for i in model.inputs]
+
+    def rank(features: dict[str, np.ndarray], labels: np.ndarray) -> np.ndarray:
+        if translation is not None:
+            features, labels = translation.apply(features, labels)
+        logits = model.predict_on_batch({name: features[name] for name in inputs})
+        return rank_of(labels, top_from_scores(np.asarray(logits), features["items"], k))
+
+    return rank
+
+
+def baseline_rankers(manifest: Manifest, k: int) -> dict[str, Ranker]:
+    """The rules mined on the training days (the shards' rule columns) and the most bought products."""
+    return {
+        "rules": lambda features, labels: rank_of(labels, features["rules"][:, :k]),
+        "popularity": lambda features, labels: rank_of(labels, top_popular(features["items"], manifest.products, k)),
+    }
+
+
+def score_test_split(manifest: Manifest, rankers: dict[str, Ranker], batch_size: int = 2048) -> dict[str, np.ndarray]:
+    """Every ranker's rank of each test example's label (1..k, 0: not in its top k), in one pass over the test
+    split: the same examples in the same order for all, so their ranks pair up. A label outside the training
+    vocabulary is a miss for every ranker."""
+    ranks: dict[str, list[np.ndarray]] = {name: [] for name in rankers}
     with petastorm_dataset(manifest, "test", batch_size, epochs=1, inputs=FEATURES) as batches:
         for features, labels in batches.as_numpy_iterator():
-            items = features["items"]
-            logits = model.predict_on_batch({name: features[name] for name in inputs})
-            scores["model"].add(rank_of(labels, top_from_scores(np.asarray(logits), items, k)), labels)
-            scores["rules"].add(rank_of(labels, features["rules"][:, :k]), labels)
-            scores["popularity"].add(rank_of(labels, top_popular(items, manifest.products, k)), labels)
-    if scores["model"].examples != manifest.rows("test"):
-        log.warning(
-            "evaluated %d test examples, the manifest lists %d", scores["model"].examples, manifest.rows("test")
-        )
-    return {"examples": scores["model"].examples, "metrics": {name: s.table() for name, s in scores.items()}}
+            for name, rank in rankers.items():
+                ranks[name].append(np.where(labels == UNKNOWN, 0, rank(features, labels)))
+    joined = {name: np.concatenate(parts) if parts else np.zeros(0, np.int64) for name, parts in ranks.items()}
+    examples = len(next(iter(joined.values()), []))
+    if examples != manifest.rows("test"):
+        log.warning("evaluated %d test examples, the manifest lists %d", examples, manifest.rows("test"))
+    return joined
+
+
+def per_example(ranks: np.ndarray, metric: str) -> np.ndarray:
+    """Each example's value of one metric: hit@K is 1 or 0, mrr@K is 1/rank or 0 (ranks are within max(top_k))."""
+    name, k = metric.split("@")
+    inside = (ranks >= 1) & (ranks <= int(k))
+    if name == "hit":
+        return inside.astype(np.float64)
+    return np.where(inside, 1.0 / np.maximum(ranks, 1), 0.0)
+
+
+def metrics(ranks: np.ndarray, ks: list[int]) -> dict[str, float]:
+    """Hit rate at each k and MRR truncated at the largest, over all examples."""
+    names = [f"hit@{k}" for k in sorted(ks)] + [f"mrr@{max(ks)}"]
+    return {name: round(float(per_example(ranks, name).mean()) if len(ranks) else 0.0, 4) for name in names}
+
+
+def evaluate(model: Any, manifest: Manifest, ks: list[int], batch_size: int = 2048) -> dict[str, Any]:
+    """Stream the test split through Petastorm once and score the model, the rules and popularity on it."""
+    k = max(ks)
+    ranks = score_test_split(manifest, {"model": model_ranker(model, k), **baseline_rankers(manifest, k)}, batch_size)
+    return {"examples": len(ranks["model"]), "metrics": {name: metrics(r, ks) for name, r in ranks.items()}}

@@ -1,9 +1,11 @@
 """Model versions: models/vNNNN/ (each trained model, its vocabularies and evaluation), models/current (the
 version in use) and models/history.json (every run's test metrics and what was decided).
 
-A trained model is promoted to current only when its test metric (train.promotion_metric) is not worse than the
-current version's. Every step is a rename or a whole-file replace, and a run that dies half-way is finished by the
-next: a version already copied is found by its identity, a decision already taken is found in the history.
+The gate: the current model (the champion) and the new one (the challenger) are scored on the same examples, the
+new run's test split, and the new one is promoted unless it is worse in train.promotion_metric by more than
+train.promotion_margin at train.promotion_confidence (a paired bootstrap interval; compare.py). Every step is a
+rename or a whole-file replace, and a run that dies half-way is finished by the next: a version already copied is
+found by its identity, a decision already taken is found in the history.
 """
 
 from __future__ import annotations
@@ -17,7 +19,9 @@ from dlspark.config import PipelineConfig
 from dlspark.digest import short_hash
 from dlspark.errors import InputError
 from dlspark.layout import Layout
+from dlspark.manifest import Manifest
 from dlspark.report import report_path
+from dlspark.train.compare import compare
 
 log = logging.getLogger(__name__)
 
@@ -50,13 +54,12 @@ def promote(cfg: PipelineConfig) -> dict[str, Any]:
         return decided
     version = _store_version(root, identity)
     metric = cfg.train.promotion_metric
-    metrics = fs.read_json(evaluation_path)["metrics"]["model"]
-    value = float(metrics[metric])
     current_dir = current(root)
     current_version = current_dir.rsplit("/", 1)[1] if current_dir else None
-    before = next((e for e in reversed(past) if e["version"] == current_version), None)
-    best = before["metrics"].get(metric) if before else None
-    promoted = best is None or value >= best
+    comparison = None
+    if current_dir is not None:
+        comparison = compare(Manifest.read(root.shards), root.model, current_dir, cfg.train)
+    promoted = comparison is None or comparison["promoted"]
     if promoted:
         fs.replace_bytes(f"{root.models}/current", f"{version}\n".encode())
     entry = {
@@ -65,9 +68,9 @@ def promote(cfg: PipelineConfig) -> dict[str, Any]:
         "date": str(cfg.data.date) if cfg.data.date else None,
         "decided_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         "metric": metric,
-        "metrics": metrics,
+        "metrics": fs.read_json(evaluation_path)["metrics"]["model"],  # its own evaluation
         "current_before": current_version,
-        "current_metric": best,
+        "comparison": comparison,  # both models on the same test examples; None for the first version
         "promoted": promoted,
     }
     fs.replace_json(f"{root.models}/history.json", [*past, entry])
@@ -77,10 +80,18 @@ def promote(cfg: PipelineConfig) -> dict[str, Any]:
 
 def describe(entry: dict[str, Any]) -> str:
     """One line: the decision and the figures it rests on."""
-    metric, value = entry["metric"], entry["metrics"][entry["metric"]]
+    metric, comparison = entry["metric"], entry.get("comparison")
     if entry["current_before"] is None:
-        return f"promoted to current (the first version; {metric} {value:.4f})"
-    versus = f"{metric} {value:.4f} vs {entry['current_metric']:.4f} of {entry['current_before']}"
+        return f"promoted to current (the first version; {metric} {entry['metrics'][metric]:.4f})"
+    if comparison is None:  # a decision recorded before champion and challenger shared a test set
+        return "promoted to current" if entry["promoted"] else "kept as a candidate, not promoted"
+    low, high = comparison["interval"]
+    versus = (
+        f"{metric} {comparison['challenger'][metric]:.4f} vs {comparison['champion'][metric]:.4f} of "
+        f"{entry['current_before']} on the same {comparison['examples']:,} test examples; difference "
+        f"{comparison['difference']:+.4f}, {100 * comparison['confidence']:.0f}% interval [{low:+.4f}, {high:+.4f}], "
+        f"margin {comparison['margin']}"
+    )
     return f"promoted to current ({versus})" if entry["promoted"] else f"kept as a candidate, not promoted ({versus})"
 
 

@@ -85,7 +85,7 @@ def train_worker(raw_spec: dict[str, Any], marks: dict[str, float]) -> WorkerRes
 
     spec = Spec(**raw_spec)
     tc = PipelineConfig.model_validate(spec.config).train
-    strategy = _strategy(spec)
+    strategy = _strategy(spec, tc.deterministic)
     marks["strategy"] = time.time()
     manifest, paths = Manifest.read(spec.shards), ModelPaths(spec.model_dir)
     inputs = tuple(model_inputs(tc.model))
@@ -126,13 +126,17 @@ def train_worker(raw_spec: dict[str, Any], marks: dict[str, float]) -> WorkerRes
     )
 
 
-def _strategy(spec: Spec) -> Any:
-    """MultiWorkerMirroredStrategy over the cluster in TF_CONFIG, with ring all-reduce and the task's threads."""
+def _strategy(spec: Spec, deterministic: bool) -> Any:
+    """MultiWorkerMirroredStrategy over the cluster in TF_CONFIG, with ring all-reduce and the task's threads (one,
+    with op determinism, under train.deterministic)."""
     import tensorflow as tf
 
     os.environ["TF_CONFIG"] = json.dumps(spec.tf_config)  # this worker process's own environment
-    tf.config.threading.set_intra_op_parallelism_threads(spec.threads)
-    tf.config.threading.set_inter_op_parallelism_threads(spec.threads)
+    if deterministic:
+        tf.config.experimental.enable_op_determinism()
+    threads = 1 if deterministic else spec.threads
+    tf.config.threading.set_intra_op_parallelism_threads(threads)
+    tf.config.threading.set_inter_op_parallelism_threads(threads)
     return tf.distribute.MultiWorkerMirroredStrategy(
         communication_options=tf.distribute.experimental.CommunicationOptions(
             implementation=tf.distribute.experimental.CommunicationImplementation.RING
@@ -287,6 +291,7 @@ def _distributed_batches(strategy: Any, manifest: Any, tc: Any, spec: Spec, inpu
     import tensorflow as tf
 
     from dlspark.train.data import petastorm_dataset
+    from dlspark.train.determinism import reader_workers
 
     with petastorm_dataset(
         manifest,
@@ -295,7 +300,7 @@ def _distributed_batches(strategy: Any, manifest: Any, tc: Any, spec: Spec, inpu
         shuffle=tc.shuffle_row_groups,
         seed=tc.seed + spec.rank,
         pool=tc.reader_pool,
-        workers=tc.reader_workers,
+        workers=reader_workers(tc),
         prefetch=tc.prefetch,
         shard=(spec.rank, spec.workers),
         inputs=inputs,
