@@ -66,10 +66,12 @@ HEAVY_FIXTURES = {"trained", "piped", "daily", "barrier_root"}
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """Mark as `integration` every test that uses a heavy fixture (the others are marked where they are written:
-    those that start processes of their own); `./dev test --fast` leaves them out."""
+    those that start processes of their own); `./dev test --fast` leaves them out. The docker tests run last, so
+    that the image .ci/run prepares in the background is built while the rest of the suite runs."""
     for item in items:
         if HEAVY_FIXTURES & set(getattr(item, "fixturenames", ())):
             item.add_marker(pytest.mark.integration)
+    items.sort(key=lambda item: item.get_closest_marker("docker") is not None)  # a stable sort: order kept otherwise
 
 
 @pytest.fixture(scope="session")

@@ -22,8 +22,6 @@ from dockerhost import ARTIFACTS, check, run
 from conftest import REPO, free_port, limit
 from dlspark.stages import STAGES as REGISTRY
 
-pytestmark = [pytest.mark.integration, pytest.mark.docker]
-
 STAGES = list(REGISTRY.names)
 # small: the test is about the stack, not the model
 SETTINGS = ["shards.test_days=1", "shards.val_days=1", "shards.rows_per_row_group=64", "train.epochs=2"]
@@ -74,6 +72,8 @@ def docker_host():
         pytest.skip(str(reason))
 
 
+@pytest.mark.integration
+@pytest.mark.docker
 def test_the_compose_stack_runs_the_pipeline_a_day_and_the_scheduler_and_serves_the_report(docker_host):
     ports = {name: free_port() for name in ("MASTER", "MASTER_UI", "WORKER1_UI", "WORKER2_UI", "UI", "REPORT")}
     project = f"dlspark-test-{os.getpid()}"
