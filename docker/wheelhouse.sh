@@ -6,5 +6,6 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 python=${PYTHON:-$(command -v python3.11 || command -v python3)}
+mkdir -p docker/wheelhouse  # without the folder, pip 23.2 wrote the first wheel as a file of its name
 "$python" -m pip wheel --disable-pip-version-check --quiet -r requirements-runtime.lock -w docker/wheelhouse
 echo "wheelhouse.sh: $(ls docker/wheelhouse/*.whl | wc -l) wheels, $(du -sh docker/wheelhouse | cut -f1) in docker/wheelhouse/" >&2
