@@ -22,8 +22,10 @@ REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent  # the environment's scripts: dlspark, spark-submit, spark-class
 # A loaded machine makes everything slower: every time limit in the suite is multiplied by this factor.
 TIMEOUT_FACTOR = float(os.environ.get("DLSPARK_TEST_TIMEOUT_FACTOR", "1"))
-# Small shards and two epochs: the settings of the tests that run the whole pipeline.
+# Small shards and two epochs: the settings of the tests that run the whole pipeline. They test the runner, not the
+# rule features: in-sample rules spare them the folds' minings (out-of-fold features: test_shards, `trained`).
 SMALL = ["shards.test_days=1", "shards.val_days=1", "train.epochs=2", "shards.rows_per_row_group=1024"]
+SMALL += ["shards.rule_folds=1"]
 
 
 def limit(seconds: float) -> float:
