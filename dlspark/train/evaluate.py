@@ -22,8 +22,6 @@ from dlspark.train.data import FEATURES, petastorm_dataset
 
 log = logging.getLogger(__name__)
 
-RECOMMENDERS = ("model", "rules", "popularity")
-
 
 def rank_of(labels: np.ndarray, ranked: np.ndarray) -> np.ndarray:
     """The 1-based position of each row's label in its ranked list; 0 where it is absent."""
