@@ -131,12 +131,14 @@ def _strategy(spec: Spec, deterministic: bool) -> Any:
     with op determinism, under train.deterministic)."""
     import tensorflow as tf
 
+    from dlspark.train.determinism import make_deterministic
+
     os.environ["TF_CONFIG"] = json.dumps(spec.tf_config)  # this worker process's own environment
     if deterministic:
-        tf.config.experimental.enable_op_determinism()
-    threads = 1 if deterministic else spec.threads
-    tf.config.threading.set_intra_op_parallelism_threads(threads)
-    tf.config.threading.set_inter_op_parallelism_threads(threads)
+        make_deterministic()
+    else:
+        tf.config.threading.set_intra_op_parallelism_threads(spec.threads)
+        tf.config.threading.set_inter_op_parallelism_threads(spec.threads)
     return tf.distribute.MultiWorkerMirroredStrategy(
         communication_options=tf.distribute.experimental.CommunicationOptions(
             implementation=tf.distribute.experimental.CommunicationImplementation.RING
