@@ -1,14 +1,16 @@
-"""Benchmark: dlspark's mining (FP-growth itemsets + rules) against mlxtend 0.23.1 on the same baskets, side by side.
+"""Benchmark: dlspark's mining (FP-growth itemsets + rules) against mlxtend 0.23.1 and Borgelt's FP-growth in C
+(`pyfim` 6.28, one thread), on the same baskets, side by side.
 
-    .venv/bin/python benchmarks/mining.py                        # 100k baskets at 0.001, 1M at 0.01
-    .venv/bin/python benchmarks/mining.py --cases 100000:0.001 1000000:0.01 1000000:0.001
-    .venv/bin/python benchmarks/mining.py --engines pfp mlxtend --cases 1000000:0.01 2000000:0.01 4000000:0.01
-    .venv/bin/python benchmarks/mining.py --engines pfp spark mlxtend --cases 100000:0.001
+    ./dev bench mining                                           # 100k baskets at 0.001, 1M at 0.001
+    ./dev bench mining --cases 100000:0.001 1000000:0.001 4000000:0.001
+    ./dev bench mining --engines pfp mlxtend --cases 1000000:0.01 2000000:0.01 4000000:0.01
+    ./dev bench mining --engines pfp spark mlxtend --cases 100000:0.001
 
 Baskets are synthetic: about 10 distinct items each from 1000 products with Zipf-like popularity, written once
 to Parquet. Each engine runs in its own child process on the same file, so the peak memory printed is that of the
 largest single process (for Spark: its JVM, in local mode driver and executors together). Times cover mining the
-itemsets and deriving the rules, both counted; reading the baskets is not timed for either engine.
+itemsets and deriving the rules, both counted; reading the baskets is not timed for any engine. The per-core
+ratio is dlspark's time times its task slots over pyfim's one-thread time.
 """
 
 from __future__ import annotations
@@ -62,7 +64,23 @@ def run_mlxtend(path: str, support: float) -> dict:
     rules = association_rules(itemsets, metric="confidence", min_threshold=MIN_CONFIDENCE)
     rules = rules[rules["consequents"].apply(len) == 1]
     seconds = time.perf_counter() - started
-    return {"seconds": seconds, "itemsets": len(itemsets), "rules": len(rules), "peak_gb": peak_gb()}
+    return {"seconds": seconds, "itemsets": len(itemsets), "rules": len(rules), "peak_gb": peak_gb(), "cores": 1}
+
+
+def run_pyfim(path: str, support: float) -> dict:
+    """Borgelt's FP-growth in C: the itemsets, then the rules (each rule's support is that of all its items)."""
+    import math
+
+    import fim
+    import pyarrow.parquet as pq
+
+    baskets = pq.read_table(path, columns=["items"]).column("items").to_pylist()
+    needed = -math.ceil(support * len(baskets))  # negative: an absolute count of baskets, as dlspark counts it
+    started = time.perf_counter()
+    itemsets = fim.fpgrowth(baskets, target="s", supp=needed, zmax=20, report="a")
+    rules = fim.arules(baskets, supp=needed, conf=MIN_CONFIDENCE * 100, zmin=2, zmax=20, report="aC", mode="o")
+    seconds = time.perf_counter() - started
+    return {"seconds": seconds, "itemsets": len(itemsets), "rules": len(rules), "peak_gb": peak_gb(), "cores": 1}
 
 
 def run_dlspark(path: str, support: float, master: str, engine: str, warm_up: bool) -> dict:
@@ -92,8 +110,9 @@ def run_dlspark(path: str, support: float, master: str, engine: str, warm_up: bo
     n_itemsets, n_rules = mine(baskets, cfg, n)
     seconds = time.perf_counter() - started
     peak = peak_gb()  # before stopping: the JVM is one of this process's children
+    cores = spark.sparkContext.defaultParallelism
     spark.stop()
-    return {"seconds": seconds, "itemsets": n_itemsets, "rules": n_rules, "peak_gb": peak}
+    return {"seconds": seconds, "itemsets": n_itemsets, "rules": n_rules, "peak_gb": peak, "cores": cores}
 
 
 def mine(baskets, cfg, n: int) -> tuple[int, int]:
@@ -151,19 +170,22 @@ def main() -> None:
     if len(sys.argv) > 1 and sys.argv[1] == "--child":
         engine, path, support, master = sys.argv[2], sys.argv[3], float(sys.argv[4]), sys.argv[5]
         warm_up = sys.argv[6] == "True"
-        figures = (
-            run_mlxtend(path, support) if engine == "mlxtend" else run_dlspark(path, support, master, engine, warm_up)
-        )
+        if engine == "mlxtend":
+            figures = run_mlxtend(path, support)
+        elif engine == "pyfim":
+            figures = run_pyfim(path, support)
+        else:
+            figures = run_dlspark(path, support, master, engine, warm_up)
         print(json.dumps(figures))
         return
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--cases", nargs="+", default=["100000:0.001", "1000000:0.01"], help="BASKETS:SUPPORT")
+    parser.add_argument("--cases", nargs="+", default=["100000:0.001", "1000000:0.001"], help="BASKETS:SUPPORT")
     parser.add_argument(
         "--engines",
         nargs="+",
-        default=["pfp", "mlxtend"],
-        choices=["pfp", "spark", "mlxtend"],
-        help="pfp: dlspark's default engine; spark: dlspark with pyspark's own FPGrowth",
+        default=["pfp", "mlxtend", "pyfim"],
+        choices=["pfp", "spark", "mlxtend", "pyfim"],
+        help="pfp: dlspark's default engine; spark: dlspark with pyspark's own FPGrowth; pyfim: Borgelt's C code",
     )
     parser.add_argument("--master", default="local[*]")
     parser.add_argument(
@@ -177,7 +199,7 @@ def main() -> None:
 
     print(
         f"{'baskets':>10} {'support':>8} {'engine':>8} {'seconds':>8} {'peak GB':>8} {'itemsets':>9} {'rules':>8}"
-        "  ratio"
+        "  ratios"
     )
     for case in args.cases:
         n, support = int(case.split(":")[0]), float(case.split(":")[1])
@@ -186,9 +208,14 @@ def main() -> None:
             make_baskets(n, path)
         results = {engine: child(engine, str(path), support, args.master, args.warm_up) for engine in args.engines}
         for engine, r in results.items():
-            ratio = ""
-            if engine != "mlxtend" and "mlxtend" in results:
-                ratio = f"{r['seconds'] / results['mlxtend']['seconds']:.2f}x mlxtend's time"
+            ratios = []
+            if engine not in ("mlxtend", "pyfim") and "mlxtend" in results:
+                ratios.append(f"{r['seconds'] / results['mlxtend']['seconds']:.2f}x mlxtend's time")
+            if engine != "pyfim" and "pyfim" in results:
+                fim = results["pyfim"]["seconds"]
+                per_core = r["seconds"] * r["cores"] / fim
+                ratios.append(f"{r['seconds'] / fim:.2f}x pyfim's time, {per_core:.2f}x per core")
+            ratio = "; ".join(ratios)
             print(
                 f"{n:>10,} {support:>8} {engine:>8} {r['seconds']:>8.1f} {r['peak_gb']:>8.2f} "
                 f"{r['itemsets']:>9,} {r['rules']:>8,}  {ratio}",

@@ -1,10 +1,12 @@
-"""The local miner of the pfp engine, on its own: exact counts, an exact split into groups, and the length cap."""
+"""The pfp engine's parts on their own: the local miner (exact counts, an exact split into groups, the length cap)
+and the cut of baskets into each group's conditional transactions."""
 
 import itertools
 
 import numpy as np
+import pyarrow as pa
 
-from dlspark.mining.fpgrowth import mine_group
+from dlspark.mining.fpgrowth import conditional_transactions, mine_group, ranked_baskets
 
 
 def brute_force(transactions, min_count, max_length):
@@ -23,10 +25,15 @@ def random_transactions(seed, n=300, items=12):
     return [r for r in rows if len(r)]
 
 
+def flat(transactions):
+    lengths = np.array([len(t) for t in transactions], dtype=np.int32)
+    return lengths, np.concatenate(transactions).astype(np.int32) if transactions else np.array([], np.int32)
+
+
 def mined(transactions, groups, min_count, max_length):
     found = {}
     for group in range(groups):
-        for items, count in mine_group(transactions, group, groups, min_count, max_length):
+        for items, count in mine_group(*flat(transactions), group, groups, min_count, max_length):
             key = tuple(sorted(items))
             assert key not in found  # each itemset is found in exactly one group
             found[key] = count
@@ -51,4 +58,31 @@ def test_the_length_cap_keeps_exact_counts():
 
 
 def test_no_transactions_give_no_itemsets():
-    assert list(mine_group([], 0, 1, 1, 5)) == []
+    assert list(mine_group(*flat([]), 0, 1, 1, 5)) == []
+
+
+def test_each_group_gets_each_basket_cut_after_its_last_item_of_that_group():
+    lookup = pa.array(["a", "b", "c", "d", "e"])  # rank order: a is the most frequent
+    baskets = pa.array([["e", "x", "a", "c"], ["b"], [], ["y"], ["d", "b", "a", "e", "c"]], pa.list_(pa.string()))
+    owners, ranks = ranked_baskets(baskets, lookup)
+    assert owners.tolist() == [0, 0, 0, 1, 4, 4, 4, 4, 4] and ranks.tolist() == [0, 2, 4, 1, 0, 1, 2, 3, 4]
+    cut = {
+        g: (lengths.tolist(), prefixes.tolist()) for g, lengths, prefixes in conditional_transactions(owners, ranks, 2)
+    }
+    # group 0 holds ranks 0, 2, 4; group 1 ranks 1, 3
+    assert cut == {0: ([3, 5], [0, 2, 4, 0, 1, 2, 3, 4]), 1: ([1, 4], [1, 0, 1, 2, 3])}
+
+
+def test_cutting_then_mining_equals_mining_the_whole_baskets():
+    rng = np.random.default_rng(4)
+    names = [f"p{i}" for i in range(15)]
+    baskets = [sorted(set(rng.choice(names, rng.integers(1, 8)).tolist())) for _ in range(400)]
+    counts = {n: sum(n in b for b in baskets) for n in names}
+    lookup = sorted((n for n in names if counts[n] >= 20), key=lambda n: (-counts[n], n))
+    owners, ranks = ranked_baskets(pa.array(baskets, pa.list_(pa.string())), pa.array(lookup))
+    found = {}
+    for group, lengths, prefixes in conditional_transactions(owners, ranks, 3):
+        for items, count in mine_group(lengths, prefixes, group, 3, 20, 4):
+            found[tuple(sorted(lookup[i] for i in items))] = count
+    whole = [sorted(n for n in b if n in lookup) for b in baskets]
+    assert found == {k: v for k, v in brute_force([t for t in whole if t], 20, 4).items()}

@@ -2,75 +2,99 @@
 
 Spark's FPGrowth splits the frequent items into groups, sends each group the prefixes of the baskets that end in
 one of its items, and grows FP-trees per group; that tree growth is where its time goes. Here the same conditional
-transactions are built in Spark SQL, and each group is mined by `mine_group`: a depth-first search over bitsets
-(Python integers, whose `&` and `bit_count` run in C) of the transactions that contain each of the group's items.
-Every frequent itemset is found exactly once, in the group of its least frequent item, and itemsets longer than
-the cap are never built.
+transactions are cut from each batch of baskets by numpy (`conditional_transactions`) and travel packed, a few rows
+per batch; each group is then mined by `mine_group`: a sparse matrix (scipy) of its transactions gives, for each of
+its items, the transactions holding it and the counts of every item with it, and a depth-first search intersects
+bitsets (Python integers, whose `&` and `bit_count` run in C) over those transactions. Every frequent itemset is
+found exactly once, in the group of its least frequent item, and itemsets longer than the cap are never built.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
+from scipy import sparse
 
 Candidates = list[tuple[int, int, int]]  # (item rank, bitset of the transactions holding it, their count)
+PACKED = "group int, lengths binary, ranks binary"  # one group's transactions from one batch: int32 arrays as bytes
+
+
+def ranked_baskets(items: pa.ListArray, lookup: pa.Array) -> tuple[np.ndarray, np.ndarray]:
+    """(basket, rank) of every frequent item of a batch's baskets, sorted by basket, then rank (most frequent first).
+
+    `lookup` holds the frequent items in rank order; other items are dropped.
+    """
+    lengths = pc.list_value_length(items).fill_null(0).to_numpy()
+    owners = np.repeat(np.arange(len(items), dtype=np.int64), lengths)
+    ranks = pc.index_in(pc.list_flatten(items), value_set=lookup).fill_null(-1).to_numpy(zero_copy_only=False)
+    keep = ranks >= 0
+    key = np.sort(owners[keep] * len(lookup) + ranks[keep])  # owners are ascending already
+    return key // len(lookup), key % len(lookup)
+
+
+def conditional_transactions(
+    owners: np.ndarray, ranks: np.ndarray, groups: int
+) -> Iterator[tuple[int, np.ndarray, np.ndarray]]:
+    """PFP's conditional transactions: for each group, each basket's prefix up to its last item of that group.
+
+    Takes `ranked_baskets`' output; yields (group, lengths, ranks) with the prefixes of one group concatenated.
+    """
+    if len(ranks) == 0:
+        return
+    starts = np.flatnonzero(np.r_[True, owners[1:] != owners[:-1]])  # each basket's first position
+    first = np.repeat(starts, np.diff(np.r_[starts, len(owners)]))
+    key = owners * groups + ranks % groups  # (basket, group) of each item
+    last = len(key) - 1 - np.unique(key[::-1], return_index=True)[1]  # each key's last item, by basket then group
+    ends = last[np.argsort(ranks[last] % groups, kind="stable")]  # grouped by group, baskets in order within
+    lengths = ends - first[ends] + 1
+    offsets = np.repeat(first[ends] - np.r_[0, np.cumsum(lengths)[:-1]], lengths)
+    prefixes = ranks[offsets + np.arange(lengths.sum())]
+    group_of_end = ranks[ends] % groups
+    bounds = np.flatnonzero(np.r_[True, group_of_end[1:] != group_of_end[:-1], True])
+    cuts = np.r_[0, np.cumsum(lengths)]
+    for a, b in zip(bounds[:-1], bounds[1:], strict=True):
+        yield int(group_of_end[a]), lengths[a:b], prefixes[cuts[a] : cuts[b]]
 
 
 def mine_group(
-    transactions: list[np.ndarray], group: int, groups: int, min_count: int, max_length: int
+    lengths: np.ndarray, ranks: np.ndarray, group: int, groups: int, min_count: int, max_length: int
 ) -> Iterator[tuple[list[int], int]]:
     """Frequent itemsets (of item ranks) whose least frequent item (highest rank) belongs to `group`.
 
-    `transactions` are ascending rank arrays (most frequent item first), each ending in an item of the group.
+    The transactions are `ranks` cut by `lengths`; each holds distinct ranks. For each of the group's items, the
+    transactions holding it are sliced out of a sparse matrix, which counts every item with it at once and gives
+    the bitsets (over those transactions) of the items frequent with it; a depth-first search intersects them.
     """
-    if not transactions:
+    if len(lengths) == 0 or len(ranks) == 0:
         return
-    lengths = np.fromiter((len(t) for t in transactions), dtype=np.int64, count=len(transactions))
-    items = np.concatenate(transactions).astype(np.int64)
-    owners = np.repeat(np.arange(len(transactions)), lengths)
-    order = np.argsort(items, kind="stable")  # transactions stay in order within each item
-    sorted_items, sorted_owners = items[order], owners[order]
-    present, starts = np.unique(sorted_items, return_index=True)
-    ends = np.append(starts[1:], len(sorted_items))
-    indptr = np.concatenate(([0], np.cumsum(lengths)))
-
-    for item, start, end in zip(present, starts, ends, strict=True):
-        if item % groups != group or end - start < min_count:
+    width = int(ranks.max()) + 1
+    onehot = sparse.csr_matrix(
+        (np.ones(len(ranks), dtype=np.int8), ranks.astype(np.int32), np.r_[0, np.cumsum(lengths)]),
+        shape=(len(lengths), width),
+    )
+    by_item = onehot.T.tocsr()  # each item's transactions
+    for item in range(group, width, groups):
+        rows = by_item.indices[by_item.indptr[item] : by_item.indptr[item + 1]]
+        if len(rows) < min_count:
             continue
-        rows = sorted_owners[start:end]  # the transactions that hold `item`
-        yield [int(item)], int(end - start)
-        if max_length > 1:
-            candidates = _candidates(rows, indptr, items, int(item), min_count)
-            yield from _extend([int(item)], candidates, min_count, max_length)
-
-
-def _candidates(rows: np.ndarray, indptr: np.ndarray, items: np.ndarray, item: int, min_count: int) -> Candidates:
-    """The items more frequent than `item` that occur with it in at least `min_count` of `rows`, as bitsets."""
-    starts, lengths = indptr[rows], indptr[rows + 1] - indptr[rows]
-    offsets = np.repeat(starts - np.concatenate(([0], np.cumsum(lengths)[:-1])), lengths)
-    gathered = items[offsets + np.arange(lengths.sum())]
-    positions = np.repeat(np.arange(len(rows)), lengths)
-    keep = gathered < item
-    gathered, positions = gathered[keep], positions[keep]
-    if len(gathered) == 0:
-        return []
-    order = np.argsort(gathered, kind="stable")
-    gathered, positions = gathered[order], positions[order]
-    others, first = np.unique(gathered, return_index=True)
-    last = np.append(first[1:], len(gathered))
-    found = []
-    for other, a, b in zip(others, first, last, strict=True):
-        if b - a >= min_count:
+        yield [item], len(rows)
+        if max_length == 1:
+            continue
+        with_item = onehot[rows][:, :item].tocsc()  # the transactions holding `item`, by the items before it
+        counts = np.diff(with_item.indptr)
+        candidates = []
+        for other in np.flatnonzero(counts >= min_count):
             bits = np.zeros(len(rows), dtype=bool)
-            bits[positions[a:b]] = True
-            found.append(
-                (int(other), int.from_bytes(np.packbits(bits, bitorder="little").tobytes(), "little"), int(b - a))
-            )
-    return found
+            bits[with_item.indices[with_item.indptr[other] : with_item.indptr[other + 1]]] = True
+            bitset = int.from_bytes(np.packbits(bits, bitorder="little").tobytes(), "little")
+            candidates.append((int(other), bitset, int(counts[other])))
+        yield from _extend([item], candidates, min_count, max_length)
 
 
 def _extend(
@@ -94,37 +118,41 @@ def _extend(
 def frequent_itemsets(baskets: DataFrame, counts: DataFrame, min_count: int, max_length: int, groups: int) -> DataFrame:
     """(items, count) of every itemset in at least `min_count` baskets and of at most `max_length` items.
 
-    `baskets` has `order_id` (unique) and `items`: arrays of distinct items (strings); `counts` has each item's
-    basket count (`item`, `count`). Items are ranked by count on
-    the driver (only the frequent ones: the same collect Spark's FPGrowth makes), conditional transactions are built
-    per group in Spark SQL, and groups are mined in parallel with `mine_group`.
+    `baskets` has `items`: arrays of distinct items (strings); `counts` has each item's basket count (`item`,
+    `count`). Items are ranked by count on the driver (only the frequent ones: the same collect Spark's FPGrowth
+    makes), each batch of baskets is cut into its groups' conditional transactions in one pass (no shuffle by
+    basket), and the groups are mined in parallel with `mine_group`.
     """
     spark = baskets.sparkSession
     frequent = counts.where(F.col("count") >= min_count).orderBy(F.desc("count"), F.asc("item")).collect()
     if not frequent:
         return spark.createDataFrame([], "items array<string>, count long")
-    ranks = spark.createDataFrame([(row.item, rank) for rank, row in enumerate(frequent)], "item string, rank int")
-    ranked = (  # keyed by order id: a generated id beside explode() would be drawn once per item, not per basket
-        baskets.select("order_id", F.explode("items").alias("item"))
-        .join(F.broadcast(ranks), "item")
-        .groupBy("order_id")
-        .agg(F.array_sort(F.collect_list("rank")).alias("ranks"))
-    )
-    conditional = ranked.select(F.posexplode("ranks").alias("pos", "rank"), "ranks").select(
-        F.pmod("rank", F.lit(groups)).alias("group"),
-        F.slice("ranks", 1, F.col("pos") + 1).alias("prefix"),
-        F.exists(  # a later item of the same group gives this group a longer prefix
-            F.slice("ranks", F.col("pos") + 2, F.size("ranks")), lambda r: F.pmod(r, F.lit(groups)) == F.col("group")
-        ).alias("superseded"),
-    )
-    conditional = conditional.where(~F.col("superseded")).select("group", "prefix")
+    lookup = spark.sparkContext.broadcast([row.item for row in frequent])
+
+    def cut(batches: Iterable[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
+        value_set = pa.array(lookup.value, pa.string())
+        for batch in batches:
+            owners, ranks = ranked_baskets(batch.column(0), value_set)
+            rows = [
+                (g, lengths.astype(np.int32).tobytes(), prefixes.astype(np.int32).tobytes())
+                for g, lengths, prefixes in conditional_transactions(owners, ranks, groups)
+            ]
+            if rows:
+                group, lengths, prefixes = zip(*rows, strict=True)
+                yield pa.RecordBatch.from_pydict(
+                    {"group": list(group), "lengths": list(lengths), "ranks": list(prefixes)},
+                    schema=pa.schema([("group", pa.int32()), ("lengths", pa.binary()), ("ranks", pa.binary())]),
+                )
 
     def mine(frame: pd.DataFrame) -> pd.DataFrame:
-        group = int(frame["group"].iloc[0])
-        found = list(mine_group(list(frame["prefix"]), group, groups, min_count, max_length))
+        lengths = np.concatenate([np.frombuffer(b, dtype=np.int32) for b in frame["lengths"]])
+        ranks = np.concatenate([np.frombuffer(b, dtype=np.int32) for b in frame["ranks"]])
+        found = list(mine_group(lengths, ranks, int(frame["group"].iloc[0]), groups, min_count, max_length))
         return pd.DataFrame({"ranks": [sorted(items) for items, _ in found], "count": [c for _, c in found]})
 
+    conditional = baskets.select("items").mapInArrow(cut, PACKED)
     mined = conditional.groupBy("group").applyInPandas(mine, "ranks array<int>, count long")
+    ranks = spark.createDataFrame([(row.item, rank) for rank, row in enumerate(frequent)], "item string, rank int")
     return _decode(mined, ranks)
 
 

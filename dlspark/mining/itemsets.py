@@ -11,8 +11,11 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import math
+from collections.abc import Iterable, Iterator
 from typing import Any
 
+import numpy as np
+import pyarrow as pa
 from pyspark.ml.fpm import FPGrowth
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
@@ -67,21 +70,23 @@ def itemset_bound(baskets_: DataFrame, counts: DataFrame, threshold: int, max_le
 
     A basket with k frequent items contains sum_{j<=L} C(k, j) candidate itemsets, and every frequent itemset needs
     `threshold` baskets, so there are at most (sum over baskets) / threshold of them. Returns (bound, frequent
-    items, incidences); one pass over the baskets, nothing mined.
+    items, incidences); one pass over the baskets (no shuffle), nothing mined.
     """
-    frequent = counts.where(F.col("count") >= threshold).select("item")
-    n_frequent = frequent.count()
-    if n_frequent == 0:
+    frequent = [row.item for row in counts.where(F.col("count") >= threshold).select("item").collect()]
+    if not frequent:
         return 0, 0, 0
-    per_basket = (
-        baskets_.select("order_id", F.explode("items").alias("item"))
-        .join(F.broadcast(frequent), "item")
-        .groupBy("order_id")
-        .agg(F.count(F.lit(1)).alias("k"))
-    )
-    ks = per_basket.groupBy("k").count().collect()  # at most max basket size rows
+    lookup = baskets_.sparkSession.sparkContext.broadcast(frequent)
+
+    def histogram(batches: Iterable[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
+        value_set = pa.array(lookup.value, pa.string())
+        for batch in batches:
+            owners, _ = fpgrowth.ranked_baskets(batch.column(0), value_set)
+            per_k = np.bincount(np.bincount(owners, minlength=batch.num_rows))  # baskets with k frequent items
+            yield pa.RecordBatch.from_pydict({"k": np.arange(len(per_k)), "n": per_k})
+
+    ks = baskets_.select("items").mapInArrow(histogram, "k long, n long").groupBy("k").agg(F.sum("n")).collect()
     incidences = sum(n * sum(math.comb(k, j) for j in range(1, max_length + 1)) for k, n in ks)
-    return incidences // threshold, n_frequent, incidences
+    return incidences // threshold, len(frequent), incidences
 
 
 def check_minable(baskets_: DataFrame, counts: DataFrame, cfg: MineConfig) -> dict[str, Any]:
