@@ -3,6 +3,8 @@
 import datetime as dt
 from decimal import Decimal
 
+import pytest
+
 from conftest import make_config
 from dlspark.schemas import CLEAN
 from dlspark.stages.dedup import connected_components, drop_replayed_events, resolve_products
@@ -29,7 +31,8 @@ def line(event_id, date, feed="tills", source="a.csv", quantity=1, product="T1")
     )
 
 
-def test_a_replay_keeps_its_earliest_delivery(spark):
+@pytest.mark.parametrize("broadcast_limit", [0, 10])  # the replayed ids joined by a shuffle, and broadcast
+def test_a_replay_keeps_its_earliest_delivery(spark, broadcast_limit):
     clean = spark.createDataFrame(
         [
             line("E1", dt.date(2026, 1, 6), feed="tills"),
@@ -39,7 +42,7 @@ def test_a_replay_keeps_its_earliest_delivery(spark):
         ],
         CLEAN,
     )
-    firsts = {r.event_id: r for r in drop_replayed_events(clean).collect()}
+    firsts = {r.event_id: r for r in drop_replayed_events(clean, broadcast_limit).collect()}
     assert set(firsts) == {"E1", "E2"}
     assert (firsts["E1"].feed, firsts["E1"].source_file, firsts["E1"].deliveries) == ("tills", "b.csv", 3)
     assert (firsts["E2"].deliveries, firsts["E1"].conflicting) == (1, False)

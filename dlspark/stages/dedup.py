@@ -34,24 +34,43 @@ DELIVERY_ORDER = ("date", "feed", "source_file")
 # What must agree for two deliveries to be the same event, not a conflicting replay.
 PAYLOAD = ("order_id", "customer_id", "product_id", "quantity", "unit_price", "event_time")
 SIZES = r"(\d+(?:\.\d+)?[a-z]*)"
+# Replayed event ids up to this many are broadcast to the tasks that drop their replays (about 50 bytes each).
+BROADCAST_REPLAYED = 2_000_000
 
 
-def drop_replayed_events(clean: DataFrame) -> DataFrame:
-    """One row per event id: its earliest delivery, how many deliveries it had, and whether their payloads differ."""
+def drop_replayed_events(clean: DataFrame, broadcast_limit: int = BROADCAST_REPLAYED) -> DataFrame:
+    """One row per event id: its earliest delivery, how many deliveries it had, and whether their payloads differ.
+
+    Most event ids are delivered once. A narrow aggregation (event id, count, payload hash range) finds the replayed
+    ids; only their rows are grouped whole, and the others pass through without a shuffle (the replayed ids are
+    broadcast when there are at most `broadcast_limit` of them, joined by a shuffle otherwise).
+    """
     require_columns(clean, ["event_id", *DELIVERY_ORDER, *PAYLOAD], "clean order lines")
     rest = [c for c in clean.columns if c not in ("event_id", *DELIVERY_ORDER)]
-    first = F.min(F.struct(*DELIVERY_ORDER, *rest)).alias("first")
     payload = F.xxhash64(*PAYLOAD)
-    return (
+    replayed = (
         clean.groupBy("event_id")
         .agg(
-            first,
             F.count(F.lit(1)).alias("deliveries"),
             (F.min(payload) != F.max(payload)).alias("conflicting"),  # one pass, unlike a distinct count
         )
+        .where(F.col("deliveries") > 1)
+        .localCheckpoint()  # small: the replayed ids only
+    )
+    if replayed.count() <= broadcast_limit:
+        replayed = F.broadcast(replayed)
+    once = clean.join(replayed.select("event_id"), "event_id", "left_anti").select(
+        *clean.columns, F.lit(1).cast("long").alias("deliveries"), F.lit(False).alias("conflicting")
+    )
+    first = F.min(F.struct(*DELIVERY_ORDER, *rest)).alias("first")
+    earliest = (
+        clean.join(replayed, "event_id")
+        .groupBy("event_id", "deliveries", "conflicting")
+        .agg(first)
         .select("event_id", "first.*", "deliveries", "conflicting")
         .select(*clean.columns, "deliveries", "conflicting")
     )
+    return once.unionByName(earliest)
 
 
 def source_products(events: DataFrame) -> DataFrame:

@@ -140,7 +140,7 @@ def run(ctx: StageContext) -> StageReport:
         records = parsed.where("_file IS NULL").withColumn("date", F.to_date("date"))
         ingested, quarantine = ctx.output("ingested"), ctx.output("quarantine/stage=ingest")
         with Timer() as writing:
-            written = split_and_write(records, INGESTED.fieldNames(), ingested, quarantine, report, cache=False)
+            written = split_and_write(records, INGESTED.fieldNames(), ingested, quarantine, report)
     finally:
         parsed.unpersist()
     with Timer() as accounting:
