@@ -27,6 +27,8 @@ UNIT_SPELLINGS = (
     ("g", r"(?:g|gr|grs|grams?|grammes?)"),
     ("pk", r"(?:pk|pks|packs?)"),
 )
+# Distinct names (or categories) up to this many are broadcast to the rows that need their normal form.
+BROADCAST_VALUES = 1_000_000
 ACCENTED, PLAIN = "àáâäãåçèéêëìíîïñòóôöõùúûüýÿ", "aaaaaaceeeeiiiinooooouuuuyy"
 
 
@@ -46,14 +48,25 @@ def normalise_category(category: Column) -> Column:
     return F.nullif(F.trim(text), F.lit(""))
 
 
-def once_per_value(frame: DataFrame, column: str, normalise: Callable[[Column], Column], out: str) -> DataFrame:
+def once_per_value(
+    frame: DataFrame,
+    column: str,
+    normalise: Callable[[Column], Column],
+    out: str,
+    broadcast_limit: int = BROADCAST_VALUES,
+) -> DataFrame:
     """Add `out` = normalise(column), computed once per distinct value and joined back.
 
     Names and categories repeat across millions of lines; their regular expressions cost most of this stage
-    when run on every row.
+    when run on every row. The distinct values are computed here, once (a checkpoint), and broadcast to the join
+    when there are at most `broadcast_limit` of them: Spark's own estimate stops broadcasting them past 10 MB of
+    input, and its sort-merge join then shuffles every row (123 MB per million lines here).
     """
     values = frame.select(column).distinct().where(F.col(column).isNotNull())
-    return frame.join(values.select(column, normalise(F.col(column)).alias(out)), column, "left")
+    normalised = values.select(column, normalise(F.col(column)).alias(out)).localCheckpoint()
+    if normalised.count() <= broadcast_limit:
+        normalised = F.broadcast(normalised)
+    return frame.join(normalised, column, "left")
 
 
 def parse_time(feeds: dict[str, FeedConfig]) -> Column:

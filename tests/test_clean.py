@@ -7,7 +7,7 @@ import pytest
 from pyspark.sql import functions as F
 
 from conftest import make_config
-from dlspark.cleaning import clean, normalise_name
+from dlspark.cleaning import clean, normalise_name, once_per_value
 from dlspark.quarantine import REASON
 from dlspark.schemas import INGESTED
 
@@ -104,3 +104,19 @@ def test_a_free_item_is_valid(spark):
 def test_names_are_normalised_to_one_spelling(spark, name, normalised):
     frame = spark.createDataFrame([(name,)], "name string")
     assert frame.select(normalise_name(F.col("name"))).first()[0] == normalised
+
+
+@pytest.mark.parametrize("broadcast_limit", [0, 10])  # the distinct names joined back by a shuffle, and broadcast
+def test_each_row_gets_the_normal_form_of_its_own_name(spark, broadcast_limit):
+    names = ["Milk 1 Litre", "MILK 1L", None, "Crème brûlée", "Milk 1 Litre", "bread"]
+    frame = spark.createDataFrame([(i, name) for i, name in enumerate(names)], "i int, name string")
+    joined = once_per_value(frame, "name", normalise_name, "norm", broadcast_limit)
+    assert joined.count() == len(names)
+    assert {r.i: r.norm for r in joined.collect()} == {
+        0: "milk 1l",
+        1: "milk 1l",
+        2: None,
+        3: "creme brulee",
+        4: "milk 1l",
+        5: "bread",
+    }
