@@ -13,7 +13,14 @@ from mlxtend.frequent_patterns import fpgrowth as mlx_fpgrowth
 
 from conftest import make_config
 from dlspark.errors import InputError
-from dlspark.mining.itemsets import association_rules, check_minable, frequent_itemsets, item_counts, itemset_bound
+from dlspark.mining.itemsets import (
+    association_rules,
+    check_minable,
+    frequent_itemsets,
+    frequent_itemsets_by_part,
+    item_counts,
+    itemset_bound,
+)
 from dlspark.mining.recommend import recommend_from_rules, recommend_popular
 
 MINING = make_config("/unused").mining
@@ -126,6 +133,45 @@ def test_no_baskets_or_only_single_item_baskets_are_refused(spark):
     with pytest.raises(InputError, match="all 3 baskets hold a single product"):
         singles = spark_baskets(spark, [["a"], ["b"], ["a"]])
         check_minable(singles, item_counts(singles), MINING)
+
+
+@pytest.mark.parametrize("engine", ["pfp", "spark"])
+def test_parts_mined_in_one_pass_equal_each_part_mined_alone(spark, engine):
+    """Overlapping parts (a basket in several is a row in each), as the shards' out-of-fold rule sets are mined."""
+    baskets = random_baskets(n=600, seed=11)
+    cfg = MINING.model_copy(update={"engine": engine, "min_support": 0.05, "min_confidence": 0.3})
+    parts = {0: baskets[:400], 1: baskets[200:], 2: baskets[::3]}  # different sizes, so different minimum counts
+    rows = [(f"o{i}", part, b) for part, chosen in parts.items() for i, b in enumerate(chosen)]
+    frame = spark.createDataFrame(rows, "order_id string, part int, items array<string>")
+    sizes = {part: len(chosen) for part, chosen in parts.items()}
+    together = frequent_itemsets_by_part(frame, item_counts(frame, by=["part"]), cfg, sizes)
+    rules_together = association_rules(together, cfg.min_confidence, by=["part"]).collect()
+    for part, chosen in parts.items():
+        alone = spark_baskets(spark, chosen)
+        itemsets = frequent_itemsets(alone, item_counts(alone), cfg, len(chosen))
+        expected = {(tuple(r["items"]), r["count"], r["support"]) for r in itemsets.collect()}
+        got = {(tuple(r["items"]), r["count"], r["support"]) for r in together.where(f"part = {part}").collect()}
+        assert len(expected) > 20 and got == expected, part
+        rules = {rule_values(r) for r in rules_together if r.part == part}
+        assert len(rules) > 10
+        assert rules == {rule_values(r) for r in association_rules(itemsets, cfg.min_confidence).collect()}
+
+
+def rule_values(rule):
+    return tuple(tuple(v) if isinstance(v, list) else v for k, v in rule.asDict().items() if k != "part")
+
+
+def test_the_rule_recommender_keeps_each_basket_to_the_rules_of_its_part(spark):
+    rules = spark.createDataFrame(
+        [(0, ["a"], ["x"], 0.5, 2.0), (1, ["a"], ["y"], 0.6, 2.0), (1, ["b"], ["z"], 0.6, 2.0)],
+        "part int, antecedent array<string>, consequent array<string>, confidence double, lift double",
+    )
+    baskets = spark.createDataFrame(
+        [("o0", 0, ["a", "b"]), ("o1", 1, ["a", "b"]), ("o2", 2, ["a"])],
+        "order_id string, part int, items array<string>",
+    )
+    got = {r.order_id: r.recommended for r in recommend_from_rules(baskets, rules, k=3, by=["part"]).collect()}
+    assert got == {"o0": ["x"], "o1": ["z", "y"], "o2": []}
 
 
 def test_the_rule_recommender_ranks_by_confidence_then_lift_and_skips_what_is_in_the_basket(spark):

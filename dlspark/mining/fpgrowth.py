@@ -22,7 +22,9 @@ from pyspark.sql import functions as F
 from scipy import sparse
 
 Candidates = list[tuple[int, int, int]]  # (item rank, bitset of the transactions holding it, their count)
-PACKED = "group int, lengths binary, ranks binary"  # one group's transactions from one batch: int32 arrays as bytes
+# one (part, group)'s transactions from one batch: int32 arrays as bytes
+PACKED = "part int, group int, lengths binary, ranks binary"
+ARROW = pa.schema([("part", pa.int32()), ("group", pa.int32()), ("lengths", pa.binary()), ("ranks", pa.binary())])
 
 
 def ranked_baskets(items: pa.ListArray, lookup: pa.Array) -> tuple[np.ndarray, np.ndarray]:
@@ -115,58 +117,73 @@ def _extend(
                 yield from _extend(itemset, deeper, min_count, max_length)
 
 
-def frequent_itemsets(baskets: DataFrame, counts: DataFrame, min_count: int, max_length: int, groups: int) -> DataFrame:
-    """(items, count) of every itemset in at least `min_count` baskets and of at most `max_length` items.
+def frequent_itemsets(
+    baskets: DataFrame, counts: DataFrame, min_counts: dict[int, int], max_length: int, groups: int
+) -> DataFrame:
+    """(part, items, count) of every itemset in >= `min_counts[part]` of its part's baskets, of <= `max_length` items.
 
-    `baskets` has `items`: arrays of distinct items (strings); `counts` has each item's basket count (`item`,
-    `count`). Items are ranked by count on the driver (only the frequent ones: the same collect Spark's FPGrowth
-    makes), each batch of baskets is cut into its groups' conditional transactions in one pass (no shuffle by
-    basket), and the groups are mined in parallel with `mine_group`.
+    `baskets` has `part` and `items` (arrays of distinct items, strings): each part is a set of baskets mined on its
+    own, and a basket in several parts is a row in each, so several minings (the out-of-fold rule sets of the
+    shards) share one pass and one job. `counts` has each item's basket count per part (`part`, `item`, `count`).
+    Items are ranked by count on the driver (only the frequent ones: the same collect Spark's FPGrowth makes), each
+    batch of baskets is cut into its groups' conditional transactions in one pass (no shuffle by basket), and the
+    (part, group)s are mined in parallel with `mine_group`.
     """
     spark = baskets.sparkSession
-    frequent = counts.where(F.col("count") >= min_count).orderBy(F.desc("count"), F.asc("item")).collect()
-    if not frequent:
-        return spark.createDataFrame([], "items array<string>, count long")
-    lookup = spark.sparkContext.broadcast([row.item for row in frequent])
+    frequent = F.lit(False)
+    for part, needed in min_counts.items():
+        frequent |= (F.col("part") == part) & (F.col("count") >= needed)
+    ranked: dict[int, list[str]] = {part: [] for part in min_counts}
+    for row in counts.where(frequent).orderBy("part", F.desc("count"), F.asc("item")).collect():
+        ranked[row.part].append(row.item)
+    if not any(ranked.values()):
+        return spark.createDataFrame([], "part int, items array<string>, count long")
+    lookup = spark.sparkContext.broadcast(ranked)
 
     def cut(batches: Iterable[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
-        value_set = pa.array(lookup.value, pa.string())
+        value_sets = {part: pa.array(items, pa.string()) for part, items in lookup.value.items() if items}
         for batch in batches:
-            owners, ranks = ranked_baskets(batch.column(0), value_set)
-            rows = [
-                (g, lengths.astype(np.int32).tobytes(), prefixes.astype(np.int32).tobytes())
-                for g, lengths, prefixes in conditional_transactions(owners, ranks, groups)
-            ]
-            if rows:
-                group, lengths, prefixes = zip(*rows, strict=True)
-                yield pa.RecordBatch.from_pydict(
-                    {"group": list(group), "lengths": list(lengths), "ranks": list(prefixes)},
-                    schema=pa.schema([("group", pa.int32()), ("lengths", pa.binary()), ("ranks", pa.binary())]),
-                )
+            parts = batch.column(0).to_numpy(zero_copy_only=False)
+            for part in np.unique(parts):
+                if int(part) not in value_sets:
+                    continue
+                items = batch.column(1).filter(pa.array(parts == part))
+                owners, ranks = ranked_baskets(items, value_sets[int(part)])
+                rows = [
+                    (int(part), g, lengths.astype(np.int32).tobytes(), prefixes.astype(np.int32).tobytes())
+                    for g, lengths, prefixes in conditional_transactions(owners, ranks, groups)
+                ]
+                if rows:
+                    columns = zip(*rows, strict=True)
+                    arrays = [pa.array(column, field.type) for column, field in zip(columns, ARROW, strict=True)]
+                    yield pa.RecordBatch.from_arrays(arrays, schema=ARROW)
 
     def mine(frame: pd.DataFrame) -> pd.DataFrame:
+        part, group = int(frame["part"].iloc[0]), int(frame["group"].iloc[0])
         lengths = np.concatenate([np.frombuffer(b, dtype=np.int32) for b in frame["lengths"]])
         ranks = np.concatenate([np.frombuffer(b, dtype=np.int32) for b in frame["ranks"]])
-        found = list(mine_group(lengths, ranks, int(frame["group"].iloc[0]), groups, min_count, max_length))
-        return pd.DataFrame({"ranks": [sorted(items) for items, _ in found], "count": [c for _, c in found]})
+        found = list(mine_group(lengths, ranks, group, groups, min_counts[part], max_length))
+        return pd.DataFrame(
+            {"part": part, "ranks": [sorted(items) for items, _ in found], "count": [c for _, c in found]}
+        )
 
-    conditional = baskets.select("items").mapInArrow(cut, PACKED)
-    mined = conditional.groupBy("group").applyInPandas(mine, "ranks array<int>, count long")
-    ranks = spark.createDataFrame([(row.item, rank) for rank, row in enumerate(frequent)], "item string, rank int")
-    return _decode(mined, ranks)
+    conditional = baskets.select("part", "items").mapInArrow(cut, PACKED)
+    mined = conditional.groupBy("part", "group").applyInPandas(mine, "part int, ranks array<int>, count long")
+    ranks = [(part, item, rank) for part, items in ranked.items() for rank, item in enumerate(items)]
+    return _decode(mined, spark.createDataFrame(ranks, "part int, item string, rank int"))
 
 
 def _decode(mined: DataFrame, ranks: DataFrame) -> DataFrame:
     """Rank arrays back to item arrays (sorted), with a join: the dictionary never has to fit in a plan.
 
-    Each itemset is mined once, so its rank array identifies it.
+    Each itemset is mined once per part, so (part, rank array) identifies it.
     """
     return (
-        mined.select("ranks", "count", F.explode("ranks").alias("rank"))
-        .join(F.broadcast(ranks), "rank")
-        .groupBy("ranks", "count")
+        mined.select("part", "ranks", "count", F.explode("ranks").alias("rank"))
+        .join(F.broadcast(ranks), ["part", "rank"])
+        .groupBy("part", "ranks", "count")
         .agg(F.array_sort(F.collect_list("item")).alias("items"))
-        .select("items", "count")
+        .select("part", "items", "count")
     )
 
 

@@ -11,7 +11,8 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import math
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
+from functools import reduce
 from typing import Any
 
 import numpy as np
@@ -60,9 +61,12 @@ def min_count(cfg: MineConfig, n_baskets: int) -> int:
     return max(1, math.ceil(cfg.min_support * n_baskets))
 
 
-def item_counts(baskets_: DataFrame) -> DataFrame:
-    """How many baskets each product is in (one row per product: the bound, the miner and popularity share it)."""
-    return baskets_.select(F.explode("items").alias("item")).groupBy("item").count()
+def item_counts(baskets_: DataFrame, by: Sequence[str] = ()) -> DataFrame:
+    """How many baskets each product is in (one row per product: the bound, the miner and popularity share it).
+
+    With `by` (say ["part"]), one count per product and value of those columns.
+    """
+    return baskets_.select(*by, F.explode("items").alias("item")).groupBy(*by, "item").count()
 
 
 def itemset_bound(baskets_: DataFrame, counts: DataFrame, threshold: int, max_length: int) -> tuple[int, int, int]:
@@ -132,49 +136,77 @@ def frequent_itemsets(baskets_: DataFrame, counts: DataFrame, cfg: MineConfig, n
     Both engines count an itemset frequent from ceil(min_support * baskets) baskets on. Spark's FPGrowth has no
     length limit, so its longer itemsets are dropped after mining; the supports of those kept are unchanged.
     """
+    one = F.lit(0).alias("part")
+    found = frequent_itemsets_by_part(
+        baskets_.select(one, "items"), counts.select(one, "item", "count"), cfg, {0: n_baskets}
+    )
+    return found.drop("part")
+
+
+def frequent_itemsets_by_part(
+    baskets_: DataFrame, counts: DataFrame, cfg: MineConfig, sizes: dict[int, int]
+) -> DataFrame:
+    """`frequent_itemsets` of several sets of baskets at once: (part, items, count, support).
+
+    `baskets_` has `part` and `items`, a basket in several parts being a row in each; `counts` is `item_counts` by
+    part; `sizes` the number of baskets of each part. The pfp engine mines every part in one pass; Spark's
+    FPGrowth is run once per part.
+    """
     if cfg.engine == "pfp":
         groups = cfg.num_partitions or fpgrowth.default_groups(baskets_.sparkSession)
-        found = fpgrowth.frequent_itemsets(
-            baskets_.select("order_id", "items"), counts, min_count(cfg, n_baskets), cfg.max_itemset_length, groups
-        )
+        needed = {part: min_count(cfg, n) for part, n in sizes.items()}
+        found = fpgrowth.frequent_itemsets(baskets_, counts, needed, cfg.max_itemset_length, groups)
     else:
         fp = FPGrowth(itemsCol="items", minSupport=cfg.min_support, minConfidence=cfg.min_confidence)
         if cfg.num_partitions:
             fp = fp.setNumPartitions(cfg.num_partitions)
-        found = fp.fit(baskets_.select("items")).freqItemsets.select("items", F.col("freq").alias("count"))
+        found = reduce(
+            DataFrame.unionByName,
+            [
+                fp.fit(baskets_.where(F.col("part") == part).select("items")).freqItemsets.select(
+                    F.lit(part).alias("part"), "items", F.col("freq").alias("count")
+                )
+                for part in sizes
+            ],
+        )
+    size = F.create_map(*[F.lit(v) for part, n in sizes.items() for v in (part, n)])[F.col("part")]
     return found.where(F.size("items") <= cfg.max_itemset_length).select(
+        "part",
         F.array_sort("items").alias("items"),
         "count",
-        (F.col("count") / F.lit(n_baskets)).alias("support"),
+        (F.col("count") / size).alias("support"),
     )
 
 
-def association_rules(itemsets: DataFrame, min_confidence: float) -> DataFrame:
+def association_rules(itemsets: DataFrame, min_confidence: float, by: Sequence[str] = ()) -> DataFrame:
     """Rules A -> {c} from every itemset I = A + {c} (|I| >= 2), with support, confidence, lift, leverage, conviction.
 
     Every antecedent is a subset of a frequent itemset, so it is frequent too and found by the join. Conviction is
-    infinite exactly where count(I) == count(A) (confidence 1).
+    infinite exactly where count(I) == count(A) (confidence 1). With `by` (say ["part"]), the itemsets of each value
+    of those columns give their own rules, which keep the columns.
     """
     whole = itemsets.where(F.size("items") >= 2).select(
-        "items", F.col("count").alias("n_rule"), F.col("support").alias("support"), F.explode("items").alias("c")
+        *by, "items", F.col("count").alias("n_rule"), F.col("support").alias("support"), F.explode("items").alias("c")
     )
     with_antecedent = whole.withColumn("antecedent", F.array_except("items", F.array("c")))
     antecedents = itemsets.select(
+        *by,
         F.col("items").alias("antecedent"),
         F.col("count").alias("n_antecedent"),
         F.col("support").alias("antecedent_support"),
     )
     singles = itemsets.where(F.size("items") == 1).select(
-        F.col("items")[0].alias("c"), F.col("support").alias("consequent_support")
+        *by, F.col("items")[0].alias("c"), F.col("support").alias("consequent_support")
     )
     confidence = F.col("n_rule") / F.col("n_antecedent")
     rules = (
-        with_antecedent.join(antecedents, "antecedent")
-        .join(singles, "c")
+        with_antecedent.join(antecedents, [*by, "antecedent"])
+        .join(singles, [*by, "c"])
         .withColumn("confidence", confidence)
         .where(F.col("confidence") >= min_confidence)
     )
     return rules.select(
+        *by,
         "antecedent",
         F.array("c").alias("consequent"),
         "support",

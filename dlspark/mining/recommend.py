@@ -6,19 +6,23 @@ already in the basket. The rule recommender is a distributed join; rules are nev
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
 from dlspark.frames import one_row
 
 
-def recommend_from_rules(baskets: DataFrame, rules: DataFrame, k: int) -> DataFrame:
+def recommend_from_rules(baskets: DataFrame, rules: DataFrame, k: int, by: Sequence[str] = ()) -> DataFrame:
     """Consequents of the rules whose antecedent lies inside the basket, ranked by confidence, then lift.
 
     A rule is joined to a basket through the smallest item of its antecedent, so each basket meets only the rules
-    that could apply to it; the subset test then keeps those whose whole antecedent is in the basket.
+    that could apply to it; the subset test then keeps those whose whole antecedent is in the basket. With `by`
+    (columns of both, say ["part"]), a basket meets only the rules of its own value of them.
     """
     keyed = rules.select(
+        *by,
         F.array_min("antecedent").alias("key"),
         "antecedent",
         F.col("consequent")[0].alias("item"),
@@ -26,8 +30,8 @@ def recommend_from_rules(baskets: DataFrame, rules: DataFrame, k: int) -> DataFr
         "lift",
     )
     matches = (
-        baskets.select("order_id", "items", F.explode("items").alias("key"))
-        .join(keyed, "key")
+        baskets.select("order_id", *by, "items", F.explode("items").alias("key"))
+        .join(keyed, [*by, "key"])
         .where((F.size(F.array_except("antecedent", "items")) == 0) & ~F.array_contains("items", F.col("item")))
     )
     best = matches.groupBy("order_id", "item").agg(F.max("confidence").alias("confidence"), F.max("lift").alias("lift"))

@@ -15,10 +15,11 @@ import datetime as dt
 import logging
 import math
 from collections.abc import Callable, Iterable, Iterator
-from functools import reduce
 from typing import Any
 
+import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 from pyspark import StorageLevel
 from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
@@ -29,7 +30,13 @@ from dlspark.datasets import DATASETS, published_events, read_parquet
 from dlspark.digest import short_hash
 from dlspark.errors import AccountingError, InputError
 from dlspark.manifest import ANONYMOUS, PAD, SPLITS, UNKNOWN, columns, manifest_path
-from dlspark.mining.itemsets import association_rules, check_minable, frequent_itemsets, item_counts, select_window
+from dlspark.mining.itemsets import (
+    association_rules,
+    check_minable,
+    frequent_itemsets_by_part,
+    item_counts,
+    select_window,
+)
 from dlspark.mining.recommend import recommend_from_rules
 from dlspark.report import StageReport
 from dlspark.schemas import PRODUCTS
@@ -38,6 +45,7 @@ from dlspark.stage import StageContext
 log = logging.getLogger(__name__)
 
 FILE_STATS = "file string, rows long, row_groups array<long>"
+FIRST_INDEX = 2  # of known products (after PAD and UNKNOWN) and customers (after ANONYMOUS and UNKNOWN)
 
 
 def assign_splits(dates: list[dt.date], test_days: int, val_days: int) -> dict[str, tuple[dt.date, dt.date]]:
@@ -87,102 +95,87 @@ def vocabulary(keys_and_counts: list[tuple[str, int]], cap: int | None) -> list[
     return [key for key, _ in ranked[:cap]]
 
 
-def index_frame(spark: SparkSession, keys: list[str], first_index: int) -> DataFrame:
-    return spark.createDataFrame([(key, first_index + i) for i, key in enumerate(keys)], "key string, index int")
+def fold_parts(train_days: list[dt.date], folds: int) -> tuple[Column, int]:
+    """Each order's part (column `part`) for the rule features, and the part of every training order.
 
-
-def index_array(frame: DataFrame, column: str, vocab: DataFrame) -> DataFrame:
-    """Replace an array of ids by the array of their vocabulary indexes (UNKNOWN where not in it), order kept."""
-    exploded = frame.select("order_id", F.posexplode(column).alias("pos", "key"))
-    indexed = (
-        exploded.join(F.broadcast(vocab), "key", "left")
-        .groupBy("order_id")
-        .agg(F.array_sort(F.collect_list(F.struct("pos", F.coalesce("index", F.lit(UNKNOWN)).alias("i")))).alias("s"))
-        .select("order_id", F.transform("s", lambda s: s["i"]).alias(column))
-    )
-    empty = F.array().cast("array<int>")
-    return frame.drop(column).join(indexed, "order_id", "left").withColumn(column, F.coalesce(F.col(column), empty))
-
-
-def padded(array: Column, width: int) -> list[Column]:
-    """`width` scalar columns from an int array: its first `width` values, then PAD."""
-    return [F.coalesce(array[i], F.lit(PAD)).cast("int") for i in range(width)]
-
-
-def rule_features(
-    split_orders: DataFrame,
-    train_orders: DataFrame,
-    rules: DataFrame,
-    train_days: list[dt.date],
-    cfg: PipelineConfig,
-    cached: list[DataFrame],
-) -> tuple[DataFrame, int]:
-    """What the rules recommend for each example's inputs (order_id, rules), and the folds it took.
-
-    Validation and test examples get the rules of every training day. With shards.rule_folds k >= 2, a training
-    example gets rules mined without its own day: the training days are dealt into k folds (day i to fold i mod k)
-    and each fold's examples get the rules mined, as `rules` were (every training order, the same settings), on
-    the other folds' orders. Rule scores
-    on training examples are then as good as rules are on days they never saw, which is what the model meets later.
-    The folds' counts and rules are persisted and added to `cached`, for the caller to release.
+    With k >= 2 folds the training days are dealt into k folds (day i to fold i mod k): a training order's part is
+    its fold, whose examples get the rules mined on the other folds' orders. Every other order (validation, test)
+    gets part k, the rules of every training day. With fewer than two folds everything is part 0 and in-sample.
     """
-    width = cfg.mining.recommendations
-    k = min(cfg.shards.rule_folds, len(train_days))
-
-    def recommended(frame: DataFrame, with_rules: DataFrame) -> DataFrame:
-        items = frame.select("order_id", F.col("inputs").alias("items"))
-        return recommend_from_rules(items, with_rules, width).withColumnRenamed("recommended", "rules")
-
-    if k < 2:
-        return recommended(split_orders, rules), 1
-    parts = [recommended(split_orders.where(F.col("split") != "train"), rules)]
-    for fold in range(k):
-        days = train_days[fold::k]
-        others = train_orders.where(~F.col("date").isin(days))
-        parts.append(recommended(split_orders.where(F.col("date").isin(days)), _mined(others, cfg, cached)))
-    return reduce(DataFrame.unionByName, parts), k
+    if folds < 2:
+        return F.lit(0), 0
+    fold = F.create_map(*[F.lit(v) for i, day in enumerate(train_days) for v in (day, i % folds)])[F.col("date")]
+    return F.when(F.col("split") == "train", fold).otherwise(F.lit(folds)), folds
 
 
-def _mined(train_orders: DataFrame, cfg: PipelineConfig, cached: list[DataFrame]) -> DataFrame:
-    """The rules of some training orders, mined with the mining settings."""
-    baskets = train_orders.select("order_id", F.array_sort("products").alias("items"))
-    counts = item_counts(baskets).persist(StorageLevel.MEMORY_AND_DISK)
-    itemsets = frequent_itemsets(baskets, counts, cfg.mining, baskets.count())
-    rules = association_rules(itemsets, cfg.mining.min_confidence).persist(StorageLevel.MEMORY_AND_DISK)
-    cached += [counts, rules]
-    return rules
+def rule_features(frame: DataFrame, rules: DataFrame, width: int) -> DataFrame:
+    """(order_id, rules): what the rules of each example's part (see `fold_parts`) recommend for its inputs.
+
+    Rule scores on training examples are then as good as rules are on days they never saw, which is what the model
+    meets later.
+    """
+    items = frame.select("order_id", "part", F.col("inputs").alias("items"))
+    return recommend_from_rules(items, rules, width, by=["part"]).withColumnRenamed("recommended", "rules")
 
 
 def examples(
     split_orders: DataFrame,
     recommended: DataFrame,
-    products: DataFrame,
-    customers: DataFrame,
+    products: list[str],
+    customers: list[str],
     width: int,
     rule_width: int,
 ) -> DataFrame:
-    """The examples of orders with >= 2 products: indexes of inputs, rule recommendations, customer, size, label."""
+    """The examples of orders with >= 2 products: indexes of inputs, rule recommendations, customer, size, label.
+
+    Product and customer ids become vocabulary indexes (known ones from 2 on, in vocabulary order; UNKNOWN where not
+    in it) in Arrow batches, against the vocabularies broadcast once: no shuffle beyond the join with the rules.
+    """
+    names = [*columns("item", width), *columns("rule", rule_width), "customer", "size", "label"]
+    schema = "order_id string, date date, split string, " + ", ".join(f"{name} int" for name in names)
+    vocabularies = split_orders.sparkSession.sparkContext.broadcast((products, customers))
+
+    def encode(batches: Iterable[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
+        product_ids, customer_ids = (pa.array(ids, pa.string()) for ids in vocabularies.value)
+        for batch in batches:
+            inputs, rules = batch.column("inputs"), batch.column("rules")
+            customer = indexes(batch.column("customer_id"), customer_ids)
+            arrays = {
+                **dict(zip(columns("item", width), positions(inputs, product_ids, width), strict=True)),
+                **dict(zip(columns("rule", rule_width), positions(rules, product_ids, rule_width), strict=True)),
+                "customer": np.where(
+                    pc.is_null(batch.column("customer_id")).to_numpy(zero_copy_only=False), ANONYMOUS, customer
+                ),
+                "size": pc.list_value_length(inputs).to_numpy(zero_copy_only=False),
+                "label": indexes(batch.column("label"), product_ids),
+            }
+            fixed = [batch.column(name) for name in ("order_id", "date", "split")]
+            yield pa.RecordBatch.from_arrays(
+                [*fixed, *(pa.array(arrays[name], pa.int32()) for name in names)], ["order_id", "date", "split", *names]
+            )
+
     with_rules = split_orders.join(recommended, "order_id")
-    indexed = index_array(index_array(with_rules, "inputs", products), "rules", products)
-    labelled = indexed.join(
-        F.broadcast(products.withColumnRenamed("key", "label").withColumnRenamed("index", "label_index")),
-        "label",
-        "left",
-    ).join(F.broadcast(customers.withColumnRenamed("key", "customer_id")), "customer_id", "left")
-    customer = F.when(F.col("customer_id").isNull(), F.lit(ANONYMOUS)).otherwise(F.coalesce("index", F.lit(UNKNOWN)))
-    return labelled.select(
-        "order_id",
-        "date",
-        "split",
-        *[c.alias(name) for c, name in zip(padded(F.col("inputs"), width), columns("item", width), strict=True)],
-        *[
-            c.alias(name)
-            for c, name in zip(padded(F.col("rules"), rule_width), columns("rule", rule_width), strict=True)
-        ],
-        customer.cast("int").alias("customer"),
-        F.size("inputs").cast("int").alias("size"),
-        F.coalesce("label_index", F.lit(UNKNOWN)).cast("int").alias("label"),
+    return with_rules.select("order_id", "date", "split", "inputs", "rules", "customer_id", "label").mapInArrow(
+        encode, schema
     )
+
+
+def indexes(ids: pa.Array, vocabulary: pa.Array) -> np.ndarray:
+    """The index of each id: FIRST_INDEX + its position in `vocabulary`, UNKNOWN where it is not in it (or null)."""
+    found = pc.index_in(ids, value_set=vocabulary).fill_null(-1).to_numpy(zero_copy_only=False)
+    return np.where(found < 0, UNKNOWN, found + FIRST_INDEX).astype(np.int32)
+
+
+def positions(lists: pa.ListArray, vocabulary: pa.Array, width: int) -> list[np.ndarray]:
+    """`width` arrays: the index (see `indexes`) of each list's first, second, ... id, PAD past its end."""
+    lengths = pc.list_value_length(lists).fill_null(0).to_numpy(zero_copy_only=False)
+    values = indexes(pc.list_flatten(lists), vocabulary)
+    rows = np.repeat(np.arange(len(lengths)), lengths)
+    at = np.arange(len(values)) - np.repeat(np.cumsum(lengths) - lengths, lengths)  # each value's place in its list
+    kept = at < width
+    table = np.full((len(lengths), width), PAD, dtype=np.int32)
+    table[rows[kept], at[kept]] = values[kept]
+    return list(table.T)
 
 
 def write_files(
@@ -239,22 +232,23 @@ def run(ctx: StageContext) -> StageReport:
     report = ctx.new_report()
     sc = cfg.shards
     events = select_window(published_events(spark, ctx.layout), sc.window_days, sc.end_date)[0]
-    cached = [orders(events, sc.seed).persist(StorageLevel.MEMORY_AND_DISK)]  # and the rule folds' counts and rules
+    cached = [orders(events, sc.seed).persist(StorageLevel.MEMORY_AND_DISK)]  # and the rules of every part
     try:
         dates = sorted(row.date for row in cached[0].select("date").distinct().collect())
         bounds = assign_splits(dates, sc.test_days, sc.val_days)
-        all_orders = cached[0].withColumn("split", split_of(F.col("date"), bounds))
+        train_days = [day for day in dates if day <= bounds["train"][1]]
+        part, full = fold_parts(train_days, min(sc.rule_folds, len(train_days)))
+        all_orders = cached[0].withColumn("split", split_of(F.col("date"), bounds)).withColumn("part", part)
         report.rows_in = all_orders.count()
         train_orders = all_orders.where(F.col("split") == "train")
-        rules, products, customers, mining = training_knowledge(spark, train_orders, cfg, out)
-        train_days = [day for day in dates if day <= bounds["train"][1]]
+        rules, products, customers, mining = training_knowledge(spark, train_orders, full, cfg, out, cached)
         with_two = all_orders.where(F.size("products") >= 2)
-        recommended, folds = rule_features(with_two, train_orders, rules, train_days, cfg, cached)
+        recommended = rule_features(with_two, rules, cfg.mining.recommendations)
         frame = examples(
             with_two,
             recommended,
-            index_frame(spark, products, 2),
-            index_frame(spark, customers, 2),
+            products,
+            customers,
             sc.max_items,
             cfg.mining.recommendations,
         ).persist(StorageLevel.MEMORY_AND_DISK)
@@ -284,7 +278,7 @@ def run(ctx: StageContext) -> StageReport:
         "splits": splits,
         "products": {"ids": ["<pad>", "<unknown>", *products], "names": ["", "", *names]},
         "customers": {"ids": ["<anonymous>", "<unknown>", *customers]},
-        "rules": {**mining, "rules": rules.count(), "folds": folds},
+        "rules": {**mining, "rules": spark.read.parquet(f"{out}/rules").count(), "folds": max(full, 1)},
     }
     manifest["fingerprint"] = short_hash(f"{manifest['inputs']}{manifest['config_hash']}")
     fs.write_json(manifest_path(out), manifest)
@@ -294,7 +288,7 @@ def run(ctx: StageContext) -> StageReport:
         "products": len(products),
         "customers": len(customers),
         "rules": manifest["rules"]["rules"],
-        "rule_folds": folds,
+        "rule_folds": max(full, 1),
         "truncated_inputs": sum(s["truncated_inputs"] for s in splits.values()),
         "unknown_test_labels": splits["test"]["unknown_labels"],
         "fingerprint": manifest["fingerprint"],
@@ -303,24 +297,37 @@ def run(ctx: StageContext) -> StageReport:
 
 
 def training_knowledge(
-    spark: SparkSession, train_orders: DataFrame, cfg: PipelineConfig, out: str
+    spark: SparkSession, train_orders: DataFrame, full: int, cfg: PipelineConfig, out: str, cached: list[DataFrame]
 ) -> tuple[DataFrame, list[str], list[str], dict[str, Any]]:
-    """What may be learnt from the training days: rules (written to shards/rules/) and the vocabularies."""
-    baskets = train_orders.select("order_id", F.array_sort("products").alias("items")).persist(
+    """What may be learnt from the training days: rules and the vocabularies.
+
+    Returns the rules of every part (`part`, see `fold_parts`), mined in one pass: part `full` from every training
+    order (also written to shards/rules/), and each fold's from the training orders of the other folds. Every part
+    is mined as `mine` would mine it alone (its own basket count, minimum count and item ranks). The rules are
+    persisted and added to `cached`, for the caller to release.
+    """
+    parts = F.filter(F.array(*[F.lit(p) for p in range(full + 1)]), lambda p: (p != F.col("part")) | (p == full))
+    baskets = train_orders.select(F.array_sort("products").alias("items"), F.explode(parts).alias("part")).persist(
         StorageLevel.MEMORY_AND_DISK
     )
-    counts = item_counts(baskets).persist(StorageLevel.MEMORY_AND_DISK)
+    counts = item_counts(baskets, by=["part"]).persist(StorageLevel.MEMORY_AND_DISK)
     try:
-        checks = check_minable(baskets, counts, cfg.mining)
-        itemsets = frequent_itemsets(baskets, counts, cfg.mining, checks["baskets"])
-        association_rules(itemsets, cfg.mining.min_confidence).write.mode("overwrite").parquet(f"{out}/rules")
-        products = vocabulary([(r.item, r["count"]) for r in counts.collect()], cfg.shards.max_products)
+        whole = F.col("part") == full
+        checks = check_minable(baskets.where(whole), counts.where(whole).drop("part"), cfg.mining)
+        sizes = {row.part: row["count"] for row in baskets.groupBy("part").count().collect()}
+        itemsets = frequent_itemsets_by_part(baskets, counts, cfg.mining, sizes)
+        rules = association_rules(itemsets, cfg.mining.min_confidence, by=["part"]).persist(
+            StorageLevel.MEMORY_AND_DISK
+        )
+        cached.append(rules)
+        rules.where(whole).drop("part").write.mode("overwrite").parquet(f"{out}/rules")
+        products = vocabulary([(r.item, r["count"]) for r in counts.where(whole).collect()], cfg.shards.max_products)
     finally:
         counts.unpersist()
         baskets.unpersist()
     customer_counts = train_orders.where(F.col("customer_id").isNotNull()).groupBy("customer_id").count().collect()
     customers = vocabulary([(r.customer_id, r["count"]) for r in customer_counts], cfg.shards.max_customers)
-    return spark.read.parquet(f"{out}/rules"), products, customers, checks
+    return rules, products, customers, checks
 
 
 def write_splits(
