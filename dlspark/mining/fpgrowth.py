@@ -24,6 +24,7 @@ from scipy import sparse
 Candidates = list[tuple[int, int, int]]  # (item rank, bitset of the transactions holding it, their count)
 # one (part, group)'s transactions from one batch: int32 arrays as bytes
 PACKED = "part int, group int, lengths binary, ranks binary"
+SPREAD = 4  # mining tasks per (part, group)
 ARROW = pa.schema([("part", pa.int32()), ("group", pa.int32()), ("lengths", pa.binary()), ("ranks", pa.binary())])
 
 
@@ -167,7 +168,10 @@ def frequent_itemsets(
             {"part": part, "ranks": [sorted(items) for items, _ in found], "count": [c for _, c in found]}
         )
 
-    conditional = baskets.select("part", "items").mapInArrow(cut, PACKED)
+    # As many tasks as (part, group)s, times SPREAD against hash collisions: adaptive execution would otherwise
+    # coalesce the few, small rows of conditional transactions into one task and mine every group in it, one by one.
+    tasks = SPREAD * groups * sum(1 for items in ranked.values() if items)
+    conditional = baskets.select("part", "items").mapInArrow(cut, PACKED).repartition(tasks, "part", "group")
     mined = conditional.groupBy("part", "group").applyInPandas(mine, "part int, ranks array<int>, count long")
     ranks = [(part, item, rank) for part, items in ranked.items() for rank, item in enumerate(items)]
     return _decode(mined, spark.createDataFrame(ranks, "part int, item string, rank int"))

@@ -315,7 +315,8 @@ def training_knowledge(
         whole = F.col("part") == full
         checks = check_minable(baskets.where(whole), counts.where(whole).drop("part"), cfg.mining)
         sizes = {row.part: row["count"] for row in baskets.groupBy("part").count().collect()}
-        itemsets = frequent_itemsets_by_part(baskets, counts, cfg.mining, sizes)
+        itemsets = frequent_itemsets_by_part(baskets, counts, cfg.mining, sizes).persist(StorageLevel.MEMORY_AND_DISK)
+        cached.append(itemsets)  # the rules read them three times
         rules = association_rules(itemsets, cfg.mining.min_confidence, by=["part"]).persist(
             StorageLevel.MEMORY_AND_DISK
         )
