@@ -19,13 +19,13 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
+from pyspark.sql.pandas.types import from_arrow_schema
 from scipy import sparse
 
 Candidates = list[tuple[int, int, int]]  # (item rank, bitset of the transactions holding it, their count)
 # one (part, group)'s transactions from one batch: int32 arrays as bytes
-PACKED = "part int, group int, lengths binary, ranks binary"
+PACKED = pa.schema([("part", pa.int32()), ("group", pa.int32()), ("lengths", pa.binary()), ("ranks", pa.binary())])
 SPREAD = 4  # mining tasks per (part, group)
-ARROW = pa.schema([("part", pa.int32()), ("group", pa.int32()), ("lengths", pa.binary()), ("ranks", pa.binary())])
 
 
 def ranked_baskets(items: pa.ListArray, lookup: pa.Array) -> tuple[np.ndarray, np.ndarray]:
@@ -156,8 +156,8 @@ def frequent_itemsets(
                 ]
                 if rows:
                     columns = zip(*rows, strict=True)
-                    arrays = [pa.array(column, field.type) for column, field in zip(columns, ARROW, strict=True)]
-                    yield pa.RecordBatch.from_arrays(arrays, schema=ARROW)
+                    arrays = [pa.array(column, field.type) for column, field in zip(columns, PACKED, strict=True)]
+                    yield pa.RecordBatch.from_arrays(arrays, schema=PACKED)
 
     def mine(frame: pd.DataFrame) -> pd.DataFrame:
         part, group = int(frame["part"].iloc[0]), int(frame["group"].iloc[0])
@@ -171,7 +171,9 @@ def frequent_itemsets(
     # As many tasks as (part, group)s, times SPREAD against hash collisions: adaptive execution would otherwise
     # coalesce the few, small rows of conditional transactions into one task and mine every group in it, one by one.
     tasks = SPREAD * groups * sum(1 for items in ranked.values() if items)
-    conditional = baskets.select("part", "items").mapInArrow(cut, PACKED).repartition(tasks, "part", "group")
+    conditional = (
+        baskets.select("part", "items").mapInArrow(cut, from_arrow_schema(PACKED)).repartition(tasks, "part", "group")
+    )
     mined = conditional.groupBy("part", "group").applyInPandas(mine, "part int, ranks array<int>, count long")
     ranks = [(part, item, rank) for part, items in ranked.items() for rank, item in enumerate(items)]
     return _decode(mined, spark.createDataFrame(ranks, "part int, item string, rank int"))
