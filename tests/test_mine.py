@@ -144,11 +144,11 @@ def test_parts_mined_in_one_pass_equal_each_part_mined_alone(spark, engine):
     rows = [(f"o{i}", part, b) for part, chosen in parts.items() for i, b in enumerate(chosen)]
     frame = spark.createDataFrame(rows, "order_id string, part int, items array<string>")
     sizes = {part: len(chosen) for part, chosen in parts.items()}
-    together = frequent_itemsets_by_part(frame, item_counts(frame, by=["part"]), cfg, sizes)
+    together = frequent_itemsets_by_part(frame, item_counts(frame, by=["part"]), cfg, sizes).cache()
     rules_together = association_rules(together, cfg.min_confidence, by=["part"]).collect()
     for part, chosen in parts.items():
         alone = spark_baskets(spark, chosen)
-        itemsets = frequent_itemsets(alone, item_counts(alone), cfg, len(chosen))
+        itemsets = frequent_itemsets(alone, item_counts(alone), cfg, len(chosen)).cache()
         expected = {(tuple(r["items"]), r["count"], r["support"]) for r in itemsets.collect()}
         got = {(tuple(r["items"]), r["count"], r["support"]) for r in together.where(f"part = {part}").collect()}
         assert len(expected) > 20 and got == expected, part
