@@ -96,7 +96,7 @@ def vocabulary(keys_and_counts: list[tuple[str, int]], cap: int | None) -> list[
 
 
 def fold_parts(train_days: list[dt.date], folds: int) -> tuple[Column, int]:
-    """Each order's part (column `part`) for the rule features, and the part of every training order.
+    """Each order's part (a column) for the rule features, and the part that holds every training order.
 
     With k >= 2 folds the training days are dealt into k folds (day i to fold i mod k): a training order's part is
     its fold, whose examples get the rules mined on the other folds' orders. Every other order (validation, test)
@@ -128,8 +128,8 @@ def examples(
 ) -> DataFrame:
     """The examples of orders with >= 2 products: indexes of inputs, rule recommendations, customer, size, label.
 
-    Product and customer ids become vocabulary indexes (known ones from 2 on, in vocabulary order; UNKNOWN where not
-    in it) in Arrow batches, against the vocabularies broadcast once: no shuffle beyond the join with the rules.
+    Product and customer ids become vocabulary indexes (FIRST_INDEX on, in vocabulary order; UNKNOWN where not in
+    it) in Arrow batches, against the vocabularies broadcast once: no shuffle beyond the join with the rules.
     """
     names = [*columns("item", width), *columns("rule", rule_width), "customer", "size", "label"]
     schema = "order_id string, date date, split string, " + ", ".join(f"{name} int" for name in names)
