@@ -14,7 +14,7 @@ from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
 from dlspark.config import CleanConfig, FeedConfig, PipelineConfig
-from dlspark.frames import first_failing
+from dlspark.frames import first_failing, small_lookup
 from dlspark.quarantine import KEEP_NULLS, REASON, RECORD
 from dlspark.schemas import CANONICAL_FIELDS, MONEY
 
@@ -63,9 +63,7 @@ def once_per_value(
     input, and its sort-merge join then shuffles every row (123 MB per million lines here).
     """
     values = frame.select(column).distinct().where(F.col(column).isNotNull())
-    normalised = values.select(column, normalise(F.col(column)).alias(out)).localCheckpoint()
-    if normalised.count() <= broadcast_limit:
-        normalised = F.broadcast(normalised)
+    normalised = small_lookup(values.select(column, normalise(F.col(column)).alias(out)), broadcast_limit)
     return frame.join(normalised, column, "left")
 
 

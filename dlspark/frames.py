@@ -1,4 +1,4 @@
-"""Small DataFrame helpers every layer uses: rule tagging, one-row aggregations, column checks."""
+"""Small DataFrame helpers every layer uses: rule tagging, one-row aggregations, column checks, small lookups."""
 
 from __future__ import annotations
 
@@ -30,3 +30,13 @@ def require_columns(frame: DataFrame, columns: Iterable[str], what: str) -> None
     missing = [c for c in columns if c not in frame.columns]
     if missing:
         raise InputError(f"{what} lacks column(s) {missing}; it has {frame.columns}")
+
+
+def small_lookup(frame: DataFrame, broadcast_limit: int) -> DataFrame:
+    """`frame` computed once (a local checkpoint), marked for broadcast when it has at most `broadcast_limit` rows.
+
+    For a lookup table joined to many rows: Spark's own estimate stops broadcasting past 10 MB of the input it was
+    computed from, and its sort-merge join then shuffles every row of the other side.
+    """
+    computed = frame.localCheckpoint()
+    return F.broadcast(computed) if computed.count() <= broadcast_limit else computed

@@ -21,7 +21,7 @@ from dlspark import fs
 from dlspark.config import DedupConfig
 from dlspark.datasets import DATASETS, read_parquet
 from dlspark.errors import AccountingError
-from dlspark.frames import one_row, require_columns
+from dlspark.frames import one_row, require_columns, small_lookup
 from dlspark.layout import Layout
 from dlspark.report import StageReport
 from dlspark.schemas import CLEAN, EVENTS, PRODUCTS
@@ -48,17 +48,11 @@ def drop_replayed_events(clean: DataFrame, broadcast_limit: int = BROADCAST_REPL
     require_columns(clean, ["event_id", *DELIVERY_ORDER, *PAYLOAD], "clean order lines")
     rest = [c for c in clean.columns if c not in ("event_id", *DELIVERY_ORDER)]
     payload = F.xxhash64(*PAYLOAD)
-    replayed = (
-        clean.groupBy("event_id")
-        .agg(
-            F.count(F.lit(1)).alias("deliveries"),
-            (F.min(payload) != F.max(payload)).alias("conflicting"),  # one pass, unlike a distinct count
-        )
-        .where(F.col("deliveries") > 1)
-        .localCheckpoint()  # small: the replayed ids only
+    counted = clean.groupBy("event_id").agg(
+        F.count(F.lit(1)).alias("deliveries"),
+        (F.min(payload) != F.max(payload)).alias("conflicting"),  # one pass, unlike a distinct count
     )
-    if replayed.count() <= broadcast_limit:
-        replayed = F.broadcast(replayed)
+    replayed = small_lookup(counted.where(F.col("deliveries") > 1), broadcast_limit)  # the replayed ids only
     once = clean.join(replayed.select("event_id"), "event_id", "left_anti").select(
         *clean.columns, F.lit(1).cast("long").alias("deliveries"), F.lit(False).alias("conflicting")
     )
