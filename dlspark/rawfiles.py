@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from dlspark.schemas import CANONICAL_FIELDS, REQUIRED_FIELDS
 
@@ -67,7 +68,13 @@ BOMS = (  # UTF-32 before UTF-16: FF FE starts both
     (codecs.BOM_UTF16_BE, "utf-16"),
 )
 INVISIBLE = "\ufeff\u200b"  # a byte-order mark or zero-width space pasted around a value: not whitespace to Python
+# What str.strip() removes: every character whose isspace() is true (a test checks the list).
+WHITESPACE = (
+    "\t\n\x0b\x0c\r\x1c\x1d\x1e\x1f \x85\xa0\u1680\u2000\u2001\u2002\u2003\u2004\u2005\u2006\u2007\u2008\u2009"
+    "\u200a\u2028\u2029\u202f\u205f\u3000"
+)
 BATCH_ROWS = 20_000
+FIELD_LIMIT = csv.field_size_limit()  # the csv module refuses a field longer than this
 
 # One output row: the canonical fields as strings, then lineage, then the reason and the raw record.
 ROW_FIELDS = [*CANONICAL_FIELDS, "feed", "source_file", "date", "_reason", "_record", "_raw"]
@@ -126,6 +133,19 @@ def clean_text(value: str) -> str:
     return value
 
 
+def clean_column(values: pa.Array) -> pa.Array:
+    """clean_text of every value of a string array, at Arrow's speed: the whitespace trimmed in C, and the rare
+    value that then starts or ends with an invisible mark finished in Python."""
+    trimmed = pc.utf8_trim(values, characters=WHITESPACE)
+    if pc.all(pc.string_is_ascii(trimmed)).as_py() is not False:
+        return trimmed
+    marked = pc.match_substring_regex(trimmed, f"^[{INVISIBLE}]|[{INVISIBLE}]$").to_pylist()
+    if not any(marked):
+        return trimmed
+    cleaned = trimmed.to_pylist()
+    return pa.array([clean_text(v) if m else v for v, m in zip(cleaned, marked, strict=True)], pa.string())
+
+
 def read_files(specs: dict[str, FeedSpec]) -> Callable[[Iterable[pa.RecordBatch]], Iterator[pa.RecordBatch]]:
     """A mapInArrow function: each input row (feed, path, size, date) is a file; out come its rows and summary."""
 
@@ -165,13 +185,14 @@ def read_file(spec: FeedSpec, path: str, size: int, date: str | None) -> Iterato
 
 
 def _batch(rows: list[list[Any]]) -> pa.RecordBatch:
-    columns = list(zip(*rows, strict=True))
-    return pa.RecordBatch.from_arrays(
-        [pa.array(list(column), type=f.type) for column, f in zip(columns, OUTPUT, strict=True)], schema=OUTPUT
-    )
+    """The rows as a batch; the canonical values are cleaned here (clean_text), a column at a time."""
+    columns = [pa.array(list(column), type=f.type) for column, f in zip(zip(*rows, strict=True), OUTPUT, strict=True)]
+    columns[: len(CANONICAL_FIELDS)] = [clean_column(column) for column in columns[: len(CANONICAL_FIELDS)]]
+    return pa.RecordBatch.from_arrays(columns, schema=OUTPUT)
 
 
-Record = tuple[list[str | None], str | None, bytes]  # canonical values, reason, the raw bytes of a bad record
+# canonical values (not yet cleaned: _batch cleans them a column at a time), reason, the raw bytes of a bad record
+Record = tuple[list[str | None], str | None, bytes]
 NOTHING: list[str | None] = [None] * len(CANONICAL_FIELDS)  # the values of a record that is quarantined
 
 
@@ -226,13 +247,20 @@ def _whole_file(summary: FileSummary, data: bytes) -> Iterator[Record]:
         yield NOTHING, summary.reason, line
 
 
-def _bad_text(text: str) -> bool:
-    """True where decoding left a byte it could not decode (as a lone surrogate)."""
-    return any("\udc80" <= ch <= "\udcff" for ch in text) if not text.isascii() else False
-
-
 def _surrogate(text: str) -> bool:
-    return not text.isascii() and any("\ud800" <= ch <= "\udfff" for ch in text)
+    """True where the text holds a lone surrogate: no character, so no UTF-8 encodes it (checked in C)."""
+    if text.isascii():
+        return False
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return True
+    return False
+
+
+# True where decoding left a byte it could not decode: the decoders here leave such a byte as a lone surrogate
+# (surrogateescape), and the strict wide decoders (UTF-16, UTF-32) leave none.
+_bad_text = _surrogate
 
 
 def _text_reason(encoding: str) -> str:
@@ -248,16 +276,9 @@ def _raw(text: str, encoding: str) -> bytes:
 
 
 def _canonical(sources: list[str | None], record: dict[str, Any]) -> list[str | None]:
-    """The canonical fields of a record (source field -> value), as text without whitespace around it; `sources`
-    names the source field of each canonical field (None: the feed has none)."""
-    values: list[str | None] = []
-    for source in sources:
-        value = record.get(source) if source is not None else None
-        if value is None:
-            values.append(None)
-        else:
-            values.append(clean_text(value if type(value) is str else _scalar(value)))
-    return values
+    """The canonical fields of a record (source field -> value) as text; `sources` names the source field of each
+    canonical field (None: the feed has none)."""
+    return [v if v is None or type(v) is str else _scalar(v) for v in map(record.get, sources)]  # type: ignore[arg-type]
 
 
 # --- CSV -------------------------------------------------------------------------------------------------------
@@ -308,7 +329,7 @@ def _csv(spec: FeedSpec, text: str, encoding: str, summary: FileSummary) -> Iter
     first = next(records, None)
     if first is None:
         return
-    header = [clean_text(name) for name in (_csv_fields(first[0], spec.delimiter) or [])]
+    header = [clean_text(name) for name in (csv_fields(first[0], spec.delimiter) or [])]
     positions = {name: i for i, name in enumerate(header)}
     duplicates = sorted({name for name in header if header.count(name) > 1})
     missing = [source for source in spec.required_sources if source not in positions]
@@ -330,7 +351,7 @@ def _csv(spec: FeedSpec, text: str, encoding: str, summary: FileSummary) -> Iter
         if summary.reason:
             yield NOTHING, summary.reason, _raw(record, encoding)
             continue
-        fields = _csv_fields(record, spec.delimiter)
+        fields = csv_fields(record, spec.delimiter)
         reason = None
         if _bad_text(record):
             reason = reason_for_text
@@ -343,11 +364,16 @@ def _csv(spec: FeedSpec, text: str, encoding: str, summary: FileSummary) -> Iter
         if reason or fields is None:
             yield NOTHING, reason, _raw(record, encoding)
         else:
-            yield [None if i is None else clean_text(fields[i]) for i in picks], None, b""
+            yield [None if i is None else fields[i] for i in picks], None, b""
 
 
-def _csv_fields(record: str, delimiter: str) -> list[str] | None:
-    """The fields of one record, or None when it does not parse as exactly one record."""
+def csv_fields(record: str, delimiter: str) -> list[str] | None:
+    """The fields of one record, or None when it does not parse as exactly one record. A record without a quote
+    is split as it is (what Python's csv module reads it as, at C speed), unless it is long enough for the csv
+    module to refuse a field."""
+    if '"' not in record and len(record) < FIELD_LIMIT:
+        text = record.rstrip("\r\n")
+        return text.split(delimiter) if text else []
     try:
         rows = list(csv.reader([record.rstrip("\r\n")], delimiter=delimiter, strict=False))
     except csv.Error:
@@ -422,15 +448,22 @@ def _json_lines(spec: FeedSpec, text: str, encoding: str, summary: FileSummary) 
             continue
         value, reason = json_value(line)
         if reason is None:
-            mapped = [value.get(source) for source in spec.columns.values()]
-            if any(isinstance(v, dict | list) for v in mapped):
-                reason = "nested_value"
-            elif any(isinstance(v, str) and _surrogate(v) for v in mapped):  # "\ud800": JSON, but no text
-                reason = "invalid_json"
+            reason = _unmappable(line, value, spec.columns.values())
         if reason:
             yield NOTHING, reason, _raw(line + "\n", encoding)
         else:
             yield _canonical(sources, value), None, b""
+
+
+def _unmappable(line: str, record: dict[str, Any], sources: Iterable[str]) -> str | None:
+    """Why the values of a JSON object's mapped fields cannot be fields: an object or array (nested_value), or a
+    string holding a lone surrogate ("\\ud800": JSON, but no text; invalid_json). Each check looks at the values
+    only where the line's text allows the case (the line holds no lone surrogate of its own)."""
+    if ("[" in line or line.count("{") > 1) and any(isinstance(record.get(s), dict | list) for s in sources):
+        return "nested_value"
+    if "\\u" in line and any(isinstance(v, str) and _surrogate(v) for v in (record.get(s) for s in sources)):
+        return "invalid_json"
+    return None
 
 
 # --- Parquet ---------------------------------------------------------------------------------------------------

@@ -8,10 +8,11 @@ import io
 import json
 import random
 
+import pyarrow as pa
 import pytest
 
 from conftest import make_config
-from dlspark.rawfiles import csv_records, json_value
+from dlspark.rawfiles import WHITESPACE, clean_column, clean_text, csv_fields, csv_records, json_value
 from dlspark.schemas import QUARANTINE
 
 DAY = "2026-01-05"
@@ -241,3 +242,42 @@ def test_csv_records_split_as_pythons_csv_module_reads_them():
 )
 def test_a_json_line_holds_exactly_one_object(line, reason):
     assert json_value(line)[1] == reason
+
+
+def test_whitespace_is_what_python_strips():
+    assert set(WHITESPACE) == {chr(c) for c in range(0x110000) if chr(c).isspace()}
+
+
+def test_a_column_is_cleaned_as_each_value_alone():
+    """An oracle: clean_column (Arrow's trim, Python for the rare invisible mark) against clean_text, on random
+    values of whitespace, invisible marks, text and characters beyond ASCII."""
+    pieces = [" ", "\t", "\u00a0", "\u3000", "\u2028", "\x1c", "\ufeff", "\u200b", "a", "b c", "é", "\u4e2d", ""]
+    generator = random.Random(11)
+    values = [
+        "".join(generator.choice(pieces) for _ in range(generator.randint(0, 8))) if generator.random() > 0.05 else None
+        for _ in range(20_000)
+    ]
+    expected = [None if v is None else clean_text(v) for v in values]
+    assert clean_column(pa.array(values, pa.string())).to_pylist() == expected
+    ascii_only = [v.encode("ascii", "ignore").decode() if v else v for v in values]
+    assert clean_column(pa.array(ascii_only, pa.string())).to_pylist() == [
+        None if v is None else clean_text(v) for v in ascii_only
+    ]
+
+
+def test_csv_fields_are_what_pythons_csv_module_reads():
+    """An oracle for the split of records without a quote (done without the csv module) and with one."""
+    pieces = [",", ";", "a", " b ", "\t", "é", "\x1c", "\x00", "\x85", "", '"', '""', "\u2028"]
+    generator = random.Random(5)
+    for _ in range(5000):
+        record = "".join(generator.choice(pieces) for _ in range(generator.randint(0, 12)))
+        record += generator.choice(["", "\n", "\r\n", "\r"])
+        for delimiter in ",;":
+            try:
+                rows = list(csv.reader([record.rstrip("\r\n")], delimiter=delimiter, strict=False))
+                expected = rows[0] if len(rows) == 1 else None
+            except csv.Error:
+                expected = None
+            assert csv_fields(record, delimiter) == expected, repr(record)
+    long_field = "x" * (csv.field_size_limit() + 1)
+    assert csv_fields(f"a,{long_field}\n", ",") is None  # the csv module refuses it: unparseable_record
