@@ -1,6 +1,7 @@
 """Ingest on small raw files written inline: canonical mapping, lineage, and each kind of unreadable record."""
 
 import json
+import random
 
 import pytest
 
@@ -8,6 +9,7 @@ from conftest import make_config
 from dlspark.errors import InputError
 from dlspark.pipeline import run_stage
 from dlspark.schemas import QUARANTINE
+from dlspark.stages.ingest import deal
 
 TILLS_HEADER = "line_id,receipt_no,store_id,loyalty_card,plu,description,dept,qty,price,sold_at\n"
 GOOD_TILL = "E1,O1,S01,C1,T100,WHOLE MILK 1 L,DAIRY,2,1.20,05/01/2026 10:00:00\n"
@@ -142,3 +144,17 @@ def test_a_day_of_only_bad_records_runs_through_every_stage_and_quarantines_them
         0,
         0,
     )
+
+
+def test_files_are_dealt_to_tasks_of_about_equal_bytes():
+    """Every file goes to exactly one task, largest first; no task has more bytes than another by more than the
+    largest file (the bound of dealing largest first to the emptiest task)."""
+    generator = random.Random(3)
+    files = [("web", f"/raw/f{i}", generator.choice([1, 10, 1000, 50_000]), None) for i in range(57)]
+    tasks = deal(files, 8)
+    assert len(tasks) == 8
+    assert sorted(f for task in tasks for f in task) == sorted(files)
+    loads = [sum(f[2] for f in task) for task in tasks]
+    assert max(loads) - min(loads) <= max(f[2] for f in files)
+    assert all([f[2] for f in task] == sorted((f[2] for f in task), reverse=True) for task in tasks)
+    assert deal(files[:3], 8)[3:] == [[]] * 5  # fewer files than tasks: the rest read nothing

@@ -10,6 +10,7 @@ equal the rows written for it, or the stage fails (AccountingError, naming the f
 from __future__ import annotations
 
 import datetime as dt
+import heapq
 import json
 import logging
 import re
@@ -52,6 +53,7 @@ def feed_spec(name: str, feed: FeedConfig) -> FeedSpec:
 
 
 RawFile = tuple[str, str, int, str | None]  # feed, path, size, the day its folder names
+LISTING = "feed string, path string, size long, date string"
 
 
 def raw_files(raw_root: str, feeds: dict[str, FeedConfig], day: dt.date | None) -> list[RawFile]:
@@ -70,11 +72,22 @@ def raw_files(raw_root: str, feeds: dict[str, FeedConfig], day: dt.date | None) 
 
 def read_raw(spark: SparkSession, files: list[RawFile], specs: dict[str, FeedSpec]) -> DataFrame:
     """Every record of `files` as a row (and one summary row per file), read by as many tasks as there are files,
-    at most the session's default parallelism times four."""
-    listing = spark.createDataFrame(files, "feed string, path string, size long, date string")
-    tasks = max(1, min(len(files), spark.sparkContext.defaultParallelism * 4))
-    ordered = listing.repartition(tasks, "path").sortWithinPartitions(F.desc("size"))
-    return ordered.mapInArrow(read_files(specs), OUTPUT_DDL)
+    at most the session's default parallelism times four, each task given about the same bytes."""
+    tasks = deal(files, max(1, min(len(files), spark.sparkContext.defaultParallelism * 4)))
+    listing = spark.sparkContext.parallelize(tasks, len(tasks)).flatMap(lambda task: task)
+    return spark.createDataFrame(listing, LISTING).mapInArrow(read_files(specs), OUTPUT_DDL)
+
+
+def deal(files: list[RawFile], tasks: int) -> list[list[RawFile]]:
+    """The files dealt to `tasks` tasks, largest first, each to the task with the fewest bytes so far (so that no
+    task waits on a pile of files another was spared); a task reads its files largest first."""
+    dealt: list[list[RawFile]] = [[] for _ in range(tasks)]
+    heap = [(0, task) for task in range(tasks)]
+    for file in sorted(files, key=lambda f: (-f[2], f[1])):
+        size, task = heapq.heappop(heap)
+        dealt[task].append(file)
+        heapq.heappush(heap, (size + file[2], task))
+    return dealt
 
 
 def check_inputs(cfg: PipelineConfig) -> dict[str, FeedConfig]:
