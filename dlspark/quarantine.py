@@ -14,6 +14,7 @@ log = logging.getLogger(__name__)
 
 REASON = "_reason"
 RECORD = "_record"
+TASK = "_task"  # see split_and_write
 RAW = "_raw"  # the raw bytes of a record, where a stage has them
 KEEP_NULLS = {"ignoreNullFields": "false"}  # a quarantined record shows its missing fields as null
 
@@ -35,9 +36,13 @@ def split_and_write(
     to `rows_in`, so a lost or duplicated row fails the stage loudly. Returns the rows written (kept plus
     quarantined) per source file.
     """
-    good = classified.where(F.col(REASON).isNull()).select(*good_columns)
+    # The nondeterministic column keeps Spark from pushing each side's filter below the projection that classifies
+    # the rows: pushed down, the filter evaluates every rule on its own and the projection again for the columns
+    # (clean's good side took 7.4-10.6 s that way, 6.3-7.8 s this way, on 1M rows).
+    sided = classified.withColumn(TASK, F.spark_partition_id())
+    good = sided.where(F.col(REASON).isNull() & (F.col(TASK) >= 0)).select(*good_columns)
     good.write.mode("overwrite").partitionBy(partition_by).parquet(good_path)
-    bad = classified.where(F.col(REASON).isNotNull()).select(
+    bad = sided.where(F.col(REASON).isNotNull() & (F.col(TASK) >= 0)).select(
         "feed",
         "source_file",
         "date",
