@@ -7,7 +7,7 @@ import pytest
 
 from conftest import make_config
 from dlspark.schemas import CLEAN
-from dlspark.stages.dedup import connected_components, drop_replayed_events, resolve_products
+from dlspark.stages.dedup import connected_components, drop_replayed_events, replayed_events, resolve_products
 
 DEDUP = make_config("/unused").dedup
 T = dt.datetime(2026, 1, 5, 10, 0)
@@ -42,7 +42,7 @@ def test_a_replay_keeps_its_earliest_delivery(spark, broadcast_limit):
         ],
         CLEAN,
     )
-    firsts = {r.event_id: r for r in drop_replayed_events(clean, broadcast_limit).collect()}
+    firsts = {r.event_id: r for r in drop_replayed_events(clean, replayed_events(clean, broadcast_limit)).collect()}
     assert set(firsts) == {"E1", "E2"}
     assert (firsts["E1"].feed, firsts["E1"].source_file, firsts["E1"].deliveries) == ("tills", "b.csv", 3)
     assert (firsts["E2"].deliveries, firsts["E1"].conflicting) == (1, False)
@@ -53,7 +53,7 @@ def test_a_replay_whose_copies_disagree_is_counted_as_conflicting(spark):
         [line("E1", dt.date(2026, 1, 5), quantity=1), line("E1", dt.date(2026, 1, 5), source="z.csv", quantity=3)],
         CLEAN,
     )
-    (only,) = drop_replayed_events(clean).collect()
+    (only,) = drop_replayed_events(clean, replayed_events(clean)).collect()
     assert (only.quantity, only.deliveries, only.conflicting) == (1, 2, True)
 
 
