@@ -240,16 +240,21 @@ def run(ctx: StageContext) -> StageReport:
         clean = clean.where(F.col("date") == F.lit(day))
     report.rows_in = clean.count()
     replayed = replayed_events(clean)
-    replays = one_row(replayed.agg(F.sum(F.col("deliveries") - 1), F.sum(F.col("conflicting").cast("int"))))
+    replays = one_row(
+        replayed.agg(
+            F.sum(F.col("deliveries") - 1).alias("replays"),
+            F.sum(F.col("conflicting").cast("int")).alias("conflicting"),
+        )
+    )
     unique = drop_replayed_events(clean, replayed).drop("deliveries", "conflicting")
-    report.removed = {"replays": int(replays[0] or 0)}
+    report.removed = {"replays": int(replays["replays"] or 0)}
     if day is not None:  # an event first delivered on an earlier day is a replay of that day's
         seen = clean.select("event_id").distinct().join(earlier, "event_id").distinct()
         seen = small_lookup(seen, BROADCAST_REPLAYED)  # the day's ids delivered on an earlier day
         report.removed["replays_of_earlier_days"] = seen.count()
         unique = unique.join(seen, "event_id", "left_anti")
     # Not cached: the counts above come from the small replayed ids, and the two passes below over the events
-    # (the product names, then the write) cost less than caching every event (7.7 of 32 s on 1M lines).
+    # (the product names, then the write) cost less than caching every event (that took 7.7 of 32 s on 1M lines).
     others = other_days(spark, ctx.layout, day) if day is not None else None
     sources = unique if others is None else unique.select(*CLEAN.fieldNames()).unionByName(others)
     products, product_stats = resolve_products(source_products(sources), cfg.dedup)
@@ -261,7 +266,7 @@ def run(ctx: StageContext) -> StageReport:
     report.rows_out = spark.read.schema(EVENTS).parquet(events_path).count()
     written_products = spark.read.schema(PRODUCTS).parquet(products_path)
     report.details = {
-        "conflicting_replays": int(replays[1] or 0),
+        "conflicting_replays": int(replays["conflicting"] or 0),
         "source_products": written_products.count(),
         "canonical_products": written_products.select("canonical_product_id").distinct().count(),
         **product_stats,
