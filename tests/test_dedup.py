@@ -6,6 +6,7 @@ from decimal import Decimal
 import pytest
 
 from conftest import make_config
+from dlspark.pipeline import run_stage
 from dlspark.schemas import CLEAN
 from dlspark.stages.dedup import connected_components, drop_replayed_events, replayed_events, resolve_products
 
@@ -119,3 +120,17 @@ def test_connected_components_report_when_they_stop_before_converging(spark):
     edges = spark.createDataFrame([("d", "e"), ("c", "d"), ("b", "c"), ("a", "b")], "key_a string, key_b string")
     _, rounds, converged = connected_components(vertices, edges, max_iterations=1)
     assert (rounds, converged) == (1, False)
+
+
+def test_a_daily_run_removes_an_event_first_delivered_on_an_earlier_day(spark, tmp_path):
+    """Day 2 holds a new event, a replay of day 1's event, and a same-day replay of that replay: one event out,
+    two replays removed, one of them counted as a replay of an earlier day."""
+    day1, day2 = dt.date(2026, 1, 5), dt.date(2026, 1, 6)
+    rows = [line("E1", day1), line("E1", day2, source="b.csv"), line("E1", day2, source="c.csv"), line("E2", day2)]
+    spark.createDataFrame(rows, CLEAN).write.partitionBy("date").parquet(str(tmp_path / "clean"))
+    run_stage("dedup", spark, make_config(tmp_path, f"data.date={day1}"))
+    report = run_stage("dedup", spark, make_config(tmp_path, f"data.date={day2}"))
+    assert (report.rows_in, report.rows_out) == (3, 1)
+    assert report.removed == {"replays": 1, "replays_of_earlier_days": 1}
+    events = spark.read.parquet(str(tmp_path / "events")).select("event_id", "date").collect()
+    assert sorted((r.event_id, r.date) for r in events) == [("E1", day1), ("E2", day2)]

@@ -249,7 +249,7 @@ def run(ctx: StageContext) -> StageReport:
     unique = drop_replayed_events(clean, replayed).drop("deliveries", "conflicting")
     report.removed = {"replays": int(replays["replays"] or 0)}
     if day is not None:  # an event first delivered on an earlier day is a replay of that day's
-        seen = clean.select("event_id").distinct().join(earlier, "event_id").distinct()
+        seen = clean.select("event_id").distinct().join(earlier, "event_id", "left_semi")
         seen = small_lookup(seen, BROADCAST_REPLAYED)  # the day's ids delivered on an earlier day
         report.removed["replays_of_earlier_days"] = seen.count()
         unique = unique.join(seen, "event_id", "left_anti")
