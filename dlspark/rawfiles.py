@@ -248,7 +248,11 @@ def _whole_file(summary: FileSummary, data: bytes) -> Iterator[Record]:
 
 
 def _surrogate(text: str) -> bool:
-    """True where the text holds a lone surrogate: no character, so no UTF-8 encodes it (checked in C)."""
+    """True where the text holds a lone surrogate: no character, so no UTF-8 encodes it (checked in C).
+
+    Decoded text holds one exactly where decoding left a byte it could not decode: the decoders here leave such a
+    byte as a lone surrogate (surrogateescape), and the strict wide decoders (UTF-16, UTF-32) leave none.
+    """
     if text.isascii():
         return False
     try:
@@ -256,11 +260,6 @@ def _surrogate(text: str) -> bool:
     except UnicodeEncodeError:
         return True
     return False
-
-
-# True where decoding left a byte it could not decode: the decoders here leave such a byte as a lone surrogate
-# (surrogateescape), and the strict wide decoders (UTF-16, UTF-32) leave none.
-_bad_text = _surrogate
 
 
 def _text_reason(encoding: str) -> str:
@@ -353,7 +352,7 @@ def _csv(spec: FeedSpec, text: str, encoding: str, summary: FileSummary) -> Iter
             continue
         fields = csv_fields(record, spec.delimiter)
         reason = None
-        if _bad_text(record):
+        if _surrogate(record):
             reason = reason_for_text
         elif unterminated:
             reason = "unterminated_quote"
@@ -443,7 +442,7 @@ def _json_lines(spec: FeedSpec, text: str, encoding: str, summary: FileSummary) 
             summary.blank += 1
             continue
         summary.records += 1
-        if _bad_text(line):
+        if _surrogate(line):
             yield NOTHING, reason_for_text, _raw(line + "\n", encoding)
             continue
         value, reason = json_value(line)
