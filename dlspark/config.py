@@ -129,7 +129,13 @@ class DedupConfig(_Section):
     max_word_edits: int = Field(
         2, ge=0, description="Letter edits allowed between the words two names do not share (a swap is 2)."
     )
-    max_iterations: int = Field(20, ge=1, description="Cap on connected-components rounds.")
+    driver_components_pairs: int = Field(
+        1_000_000,
+        ge=0,
+        description="Up to this many similar-name pairs, products are joined on the driver in one pass "
+        "(scipy); above it, by rounds of Spark jobs.",
+    )
+    max_iterations: int = Field(20, ge=1, description="Cap on connected-components rounds (of Spark jobs).")
     seed: int = 42
 
 

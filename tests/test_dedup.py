@@ -1,6 +1,7 @@
 """Dedup on inline DataFrames: replay removal, product resolution and its connected components."""
 
 import datetime as dt
+import random
 from decimal import Decimal
 
 import pytest
@@ -8,7 +9,13 @@ import pytest
 from conftest import make_config
 from dlspark.pipeline import run_stage
 from dlspark.schemas import CLEAN
-from dlspark.stages.dedup import connected_components, drop_replayed_events, replayed_events, resolve_products
+from dlspark.stages.dedup import (
+    components_on_driver,
+    connected_components,
+    drop_replayed_events,
+    replayed_events,
+    resolve_products,
+)
 
 DEDUP = make_config("/unused").dedup
 T = dt.datetime(2026, 1, 5, 10, 0)
@@ -69,7 +76,8 @@ def canonical(resolved):
     return {r.product_id: r.canonical_product_id for r in resolved.collect()}
 
 
-def test_spelling_variants_and_typos_merge_but_other_products_do_not(spark):
+@pytest.mark.parametrize(("driver_pairs", "found_on"), [(1000, "driver"), (0, "spark")])
+def test_spelling_variants_and_typos_merge_but_other_products_do_not(spark, driver_pairs, found_on):
     rows = [
         ("T1", "GREENFIELD WHOLE MILK 1 L", "greenfield whole milk 1l", "dairy", 10),
         ("W1", "Greenfield whole milk, 1 litre", "greenfield whole milk 1l", "dairy", 30),
@@ -80,12 +88,14 @@ def test_spelling_variants_and_typos_merge_but_other_products_do_not(spark):
         ("T5", "GREENFIELD WHOLE MILK 1L", "greenfield whole milk 1l", "frozen", 1),  # another category
         ("T6", None, None, "dairy", 1),  # no name: stays alone
     ]
-    resolved, stats = resolve_products(products(spark, rows), DEDUP)
+    cfg = DEDUP.model_copy(update={"driver_components_pairs": driver_pairs})
+    resolved, stats = resolve_products(products(spark, rows), cfg)
     ids = canonical(resolved)
     assert ids == {"T1": "T1", "W1": "T1", "W2": "T1", "T2": "T2", "T3": "T3", "T4": "T4", "T5": "T5", "T6": "T6"}
     names = {r.product_id: r.canonical_name for r in resolved.collect()}
     assert names["W2"] == "Greenfield whole milk, 1 litre"  # the name of the best-selling member
-    assert stats["components_converged"] is True
+    assert stats["components_found_on"] == found_on
+    assert stats.get("components_converged", True) is True
 
 
 def test_blocking_by_category_can_be_switched_off(spark):
@@ -113,6 +123,27 @@ def test_connected_components_label_each_vertex_with_its_smallest_member(spark):
         "g": "f",
     }
     assert converged and rounds >= 4  # a chain of five needs several rounds
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_components_found_on_the_driver_equal_the_spark_rounds(spark, seed):
+    rng = random.Random(seed)
+    blocks, names = ["dairy", "bakery", ""], ["milk", "Milk", "é", "z"]
+    keys = [f"{rng.choice(blocks)}\u0001{rng.choice(names)}{i}" for i in range(60)]
+    edges = {tuple(sorted(rng.sample(keys, 2))) for _ in range(rng.randint(0, 70))}
+    vertices = spark.createDataFrame([(k,) for k in keys], "key string")
+    edge_frame = spark.createDataFrame(sorted(edges), "key_a string, key_b string")
+    on_driver = {r.key: r.component for r in components_on_driver(vertices, edge_frame).collect()}
+    by_rounds, _, converged = connected_components(vertices, edge_frame, max_iterations=100)
+    assert converged
+    assert on_driver == {r.key: r.component for r in by_rounds.collect()}
+    assert len(on_driver) == len(keys)
+
+
+def test_components_on_the_driver_without_edges_leave_every_vertex_alone(spark):
+    vertices = spark.createDataFrame([("b",), ("a",)], "key string")
+    edges = spark.createDataFrame([], "key_a string, key_b string")
+    assert {r.key: r.component for r in components_on_driver(vertices, edges).collect()} == {"a": "a", "b": "b"}
 
 
 def test_connected_components_report_when_they_stop_before_converging(spark):

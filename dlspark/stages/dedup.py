@@ -11,11 +11,14 @@ import datetime as dt
 import logging
 from typing import Any
 
+import numpy as np
 from pyspark import StorageLevel
 from pyspark.ml.feature import HashingTF, MinHashLSH
 from pyspark.ml.functions import vector_to_array
 from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
+from scipy import sparse
+from scipy.sparse import csgraph
 
 from dlspark import fs
 from dlspark.config import DedupConfig
@@ -198,6 +201,21 @@ def connected_components(vertices: DataFrame, edges: DataFrame, max_iterations: 
     return labels, rounds, converged
 
 
+def components_on_driver(vertices: DataFrame, edges: DataFrame) -> DataFrame:
+    """The labels of `connected_components` found in one pass on the driver (scipy.sparse.csgraph), for edges
+    few enough to collect: a Spark round costs seconds of fixed cost however small the graph."""
+    pairs = edges.select("key_a", "key_b").collect()
+    keys, index = np.unique(np.array([p[0] for p in pairs] + [p[1] for p in pairs], dtype=object), return_inverse=True)
+    graph = sparse.coo_matrix((np.ones(len(pairs)), (index[: len(pairs)], index[len(pairs) :])), (len(keys),) * 2)
+    count, component = csgraph.connected_components(graph, directed=False)
+    smallest = np.full(count, len(keys))
+    np.minimum.at(smallest, component, np.arange(len(keys)))  # keys are sorted: the first index is the least key
+    found = vertices.sparkSession.createDataFrame(
+        list(zip(keys.tolist(), keys[smallest[component]].tolist(), strict=True)), "key string, found string"
+    )
+    return vertices.join(F.broadcast(found), "key", "left").select("key", F.coalesce("found", "key").alias("component"))
+
+
 def resolve_products(products: DataFrame, cfg: DedupConfig) -> tuple[DataFrame, dict[str, Any]]:
     """Give every source product id a canonical product id (the smallest id it merged with) and name.
 
@@ -211,16 +229,21 @@ def resolve_products(products: DataFrame, cfg: DedupConfig) -> tuple[DataFrame, 
     )
     names = keyed.select("key", "block", "product_name_norm").distinct().localCheckpoint()
     pairs = similar_names(names, cfg).localCheckpoint()
-    labels, rounds, converged = connected_components(names, pairs, cfg.max_iterations)
-    if not converged:
-        log.warning("product components did not converge in %d rounds (dedup.max_iterations)", rounds)
+    stats: dict[str, Any] = {"similar_name_pairs": pairs.count()}
+    if stats["similar_name_pairs"] <= cfg.driver_components_pairs:
+        labels = components_on_driver(names, pairs)
+        stats["components_found_on"] = "driver"
+    else:
+        labels, rounds, converged = connected_components(names, pairs, cfg.max_iterations)
+        stats.update(components_found_on="spark", component_rounds=rounds, components_converged=converged)
+        if not converged:
+            log.warning("product components did not converge in %d rounds (dedup.max_iterations)", rounds)
     members = keyed.join(labels, "key")
     per_component = members.groupBy("component").agg(
         F.min("product_id").alias("canonical_product_id"),
         F.max(F.struct("events", "product_name")).getField("product_name").alias("canonical_name"),
     )
     resolved = members.join(per_component, "component").select(*PRODUCTS.fieldNames()).localCheckpoint()
-    stats = {"similar_name_pairs": pairs.count(), "component_rounds": rounds, "components_converged": converged}
     return resolved, stats
 
 
