@@ -16,7 +16,7 @@ from pyspark.sql import functions as F
 from dlspark.config import CleanConfig, FeedConfig, PipelineConfig
 from dlspark.frames import first_failing, small_lookup
 from dlspark.quarantine import KEEP_NULLS, REASON, RECORD
-from dlspark.schemas import CANONICAL_FIELDS, MONEY
+from dlspark.schemas import CANONICAL_FIELDS, INSTANT_PATTERN, MONEY
 
 # How feeds spell units, and the one spelling dlspark uses ("1 litre", "1ltr", "1 L" -> "1l").
 UNIT_SPELLINGS = (
@@ -68,14 +68,14 @@ def once_per_value(
 
 
 def parse_time(feeds: dict[str, FeedConfig]) -> Column:
-    """event_time parsed with the format of the row's own feed (ISO 8601 where a feed sets none)."""
+    """event_time parsed with the format of the row's own feed (ISO 8601 where a feed sets none; a Parquet feed's
+    time that its file holds as a timestamp, written by ingest as an ISO 8601 instant, whatever the format)."""
     parsed: Column | None = None
+    time = F.col("event_time")
     for name, feed in feeds.items():
-        value = (
-            F.try_to_timestamp(F.col("event_time"), F.lit(feed.time_format))
-            if feed.time_format
-            else F.try_to_timestamp(F.col("event_time"))
-        )
+        value = F.try_to_timestamp(time, F.lit(feed.time_format)) if feed.time_format else F.try_to_timestamp(time)
+        if feed.time_format and feed.format == "parquet":  # a timestamp column arrives as an ISO 8601 instant
+            value = F.coalesce(value, F.when(time.rlike(INSTANT_PATTERN), F.try_to_timestamp(time)))
         parsed = F.when(F.col("feed") == name, value) if parsed is None else parsed.when(F.col("feed") == name, value)
     return parsed if parsed is not None else F.lit(None).cast("timestamp")
 

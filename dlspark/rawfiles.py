@@ -30,7 +30,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from dlspark.schemas import CANONICAL_FIELDS, REQUIRED_FIELDS
+from dlspark.schemas import CANONICAL_FIELDS, INSTANT_FORMAT, REQUIRED_FIELDS
 
 # What ingest quarantines a record for (clean's reasons follow in dlspark.cleaning).
 RECORD_REASONS = {
@@ -44,7 +44,7 @@ RECORD_REASONS = {
     "several_values": "a JSON line holding more than one value",
     "trailing_garbage": "a JSON object followed by text that is not JSON",
     "duplicate_key": "a JSON object with the same key twice",
-    "nested_value": "a JSON object or array where one of the feed's scalar fields belongs",
+    "nested_value": "a JSON object or array, or a Parquet list, struct or map, where a feed's scalar field belongs",
 }
 # What ingest quarantines a whole file for; the file's records (or the file, as one record) carry the reason.
 FILE_REASONS = {
@@ -469,7 +469,6 @@ def _unmappable(line: str, record: dict[str, Any], sources: Iterable[str]) -> st
 
 
 def _parquet(spec: FeedSpec, data: bytes, summary: FileSummary) -> Iterator[Record]:
-    import pyarrow.compute as pc
     import pyarrow.parquet as pq
 
     try:
@@ -482,15 +481,50 @@ def _parquet(spec: FeedSpec, data: bytes, summary: FileSummary) -> Iterator[Reco
             summary.reason, summary.detail = "missing_column", f"schema {names} lacks {missing}"
         wanted = [source for source in dict.fromkeys(spec.columns.values()) if source in names]
         table = parquet.read(columns=wanted)
-        columns = {name: pc.cast(table.column(name), pa.string()).to_pylist() for name in wanted}
+        columns = {name: parquet_texts(table.column(name)) for name in wanted}
     except (pa.ArrowException, OSError, ValueError) as err:
         summary.reason, summary.detail = "unreadable_parquet", str(err)[:300]
         summary.records = 0
         return
     sources = [spec.columns.get(name) for name in CANONICAL_FIELDS]
     for i in range(table.num_rows):
-        raw = json.dumps({name: values[i] for name, values in columns.items()}).encode()
-        if summary.reason:
-            yield NOTHING, summary.reason, raw
+        record = {name: values[i] for name, values in columns.items()}
+        bad = summary.reason or next((v.reason for v in record.values() if isinstance(v, Untextable)), None)
+        if bad:
+            shown = {name: v.value if isinstance(v, Untextable) else v for name, v in record.items()}
+            yield NOTHING, bad, json.dumps(shown, default=str).encode()
         else:
-            yield _canonical(sources, {name: values[i] for name, values in columns.items()}), None, raw
+            yield _canonical(sources, record), None, b""
+
+
+@dataclass(frozen=True)
+class Untextable:
+    """A Parquet value that has no text: why (a record reason), and the value as shown in the quarantine."""
+
+    reason: str
+    value: Any
+
+
+def parquet_texts(column: pa.ChunkedArray) -> list[Any]:
+    """A Parquet column's values as text (None for null), whatever its type: a timestamp as an ISO 8601 instant in
+    UTC (`INSTANT_FORMAT`; one without a time zone is taken to be in UTC, as the session reads times; a date is
+    its midnight); a list, struct or map value, or bytes that are not UTF-8, as an `Untextable`."""
+    kind = column.type
+    if pa.types.is_nested(kind):
+        return [None if v is None else Untextable("nested_value", v) for v in column.to_pylist()]
+    if pa.types.is_timestamp(kind) or pa.types.is_date(kind):
+        unit = kind.unit if pa.types.is_timestamp(kind) else "s"
+        return pc.strftime(column.cast(pa.timestamp(unit, "UTC")), INSTANT_FORMAT).to_pylist()
+    try:
+        return pc.cast(column, pa.string()).to_pylist()
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):  # bytes that are not UTF-8; a type Arrow cannot cast
+        return [None if v is None else _text(v) for v in column.to_pylist()]
+
+
+def _text(value: Any) -> str | Untextable:
+    if not isinstance(value, bytes):
+        return str(value)
+    try:
+        return value.decode("utf-8")
+    except UnicodeDecodeError:
+        return Untextable("invalid_utf8", value.decode("utf-8", "backslashreplace"))

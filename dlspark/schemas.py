@@ -26,6 +26,10 @@ CANONICAL_FIELDS = (
 )
 # A feed must map these; the others may be absent from a feed and are then null.
 REQUIRED_FIELDS = ("event_id", "order_id", "product_id", "quantity", "unit_price", "event_time")
+# How ingest writes a time that a Parquet file holds as a timestamp (not as text): an ISO 8601 instant in UTC,
+# which clean reads whatever the feed's time_format (that format is for times written as text).
+INSTANT_FORMAT = "%Y-%m-%dT%H:%M:%SZ"  # pyarrow.compute.strftime; %S carries the fraction of the column's unit
+INSTANT_PATTERN = r"^-?\d{4,}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d{1,9})?Z$"
 
 # Where a record came from; carried by every row from ingest on.
 LINEAGE = StructType(

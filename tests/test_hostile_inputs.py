@@ -3,12 +3,15 @@ accounting (records in the file = rows kept + rows quarantined) for every one of
 
 import codecs
 import csv
+import datetime as dt
+import decimal
 import gzip
 import io
 import json
 import random
 
 import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 
 from conftest import make_config
@@ -33,6 +36,21 @@ def csv_text(*rows, header=HEADER, newline="\n"):
 def web(event_id, **changes):
     obj = {"eventId": event_id, "orderRef": "O2", "sku": "W200", "title": "Bread", "qty": 1, "price": 2.5}
     return json.dumps({**obj, "ts": "2026-01-05T11:00:00Z", **changes})
+
+
+T = dt.datetime(2026, 1, 5, 9, 30)
+PLUS_ONE = dt.timezone(dt.timedelta(hours=1))  # a time zone one hour east of UTC, as Paris in winter
+
+
+def market(prefix, int96=False, **columns):
+    """A Parquet file of the marketplace feed: two rows of typed columns (ids, int32 units, double amount, a
+    timestamp without a time zone), `columns` replacing some of them."""
+    at = [T] * 2
+    table = {"id": [f"{prefix}1", f"{prefix}2"], "ord": ["MO1", "MO1"], "item": ["M100", "M200"]}
+    table |= {"units": pa.array([2, 3], pa.int32()), "amount": [2.5, 1.25], "at": pa.array(at, pa.timestamp("us"))}
+    out = io.BytesIO()
+    pq.write_table(pa.table(table | columns), out, use_deprecated_int96_timestamps=int96)
+    return out.getvalue()
 
 
 REORDERED = [
@@ -123,6 +141,35 @@ CASES = {
     "broken_json.jsonl": ("web", web("W7")[:-5] + "\n", 0, {"invalid_json": 1}),
     "utf16_with_bom.jsonl": ("web", (web("W8") + "\n").encode("utf-16"), 1, {}),
     "not_parquet.parquet": ("marketplace", b"PAR1 this is not a parquet file PAR1", 0, {"unreadable_parquet": 1}),
+    "typed_columns.parquet": ("marketplace", market("PY"), 2, {}),
+    "zoned_times.parquet": (
+        "marketplace",
+        market("PZ", at=pa.array([T.replace(tzinfo=PLUS_ONE)] * 2, pa.timestamp("ns", tz="+01:00"))),
+        2,
+        {},
+    ),
+    "int96_times.parquet": ("marketplace", market("PI", int96=True), 2, {}),
+    "date_times.parquet": ("marketplace", market("PD", at=[dt.date(2026, 1, 5)] * 2), 2, {}),
+    "decimal_and_int64.parquet": (
+        "marketplace",
+        market("PX", amount=pa.array(map(decimal.Decimal, "23"), pa.decimal128(12, 2)), units=pa.array([4, 5])),
+        2,
+        {},
+    ),
+    "binary_ids.parquet": ("marketplace", market("PB", item=pa.array([b"M1", b"M\xff"])), 1, {"invalid_utf8": 1}),
+    "struct_id.parquet": (
+        "marketplace",
+        market("PS", item=[{"sku": "M1"}, None]),
+        0,
+        {"nested_value": 1, "missing_product_id": 1},
+    ),
+    "list_units.parquet": ("marketplace", market("PL", units=[[1], [2, 3]]), 0, {"nested_value": 2}),
+    "text_times.parquet": (
+        "marketplace",
+        market("PT", at=["2026-01-05T09:30:00.25Z", "05/01/2026 09:30"]),
+        1,
+        {"unparseable_time": 1},
+    ),
 }
 
 
@@ -197,6 +244,12 @@ def test_values_are_read_by_name_trimmed_of_any_whitespace_and_kept_whole(spark,
     assert rows["N1"].product_id == "T100"  # no-break space, tab, ideographic and em spaces trimmed
     assert rows["L1"].product_name == '12" PIZZA'
     assert str(rows["W1"].unit_price) == "1.50" and rows["W1"].quantity == 3
+    # Parquet columns of any type: timestamps are instants (a zone-less one in UTC), whatever the feed's time_format
+    assert (rows["PY1"].quantity, str(rows["PY1"].unit_price), rows["PY1"].event_time) == (2, "2.50", T)
+    assert rows["PZ1"].event_time == T - dt.timedelta(hours=1)  # 09:30 at UTC+1 is 08:30 UTC
+    assert rows["PI1"].event_time == T and rows["PD1"].event_time == dt.datetime(2026, 1, 5)
+    assert (str(rows["PX1"].unit_price), rows["PX1"].quantity) == ("2.00", 4)
+    assert rows["PT1"].event_time == T + dt.timedelta(seconds=0.25) and rows["PB1"].product_id == "M1"
 
 
 def test_quarantined_records_keep_their_exact_bytes_and_valid_text(spark, hostile):
