@@ -52,7 +52,7 @@ FILE_REASONS = {
     "corrupt_archive": "a .gz, .bz2 or .xz file that does not decompress",
     "wrong_encoding": "text not in the feed's encoding (over 10% NUL bytes: UTF-16 or UTF-32 without a BOM, or binary)",
     "missing_column": "a CSV header (or Parquet schema) without a column the feed maps to a required field",
-    "duplicate_column": "a CSV header naming the same column twice",
+    "duplicate_column": "a CSV header naming a column the feed maps twice",
     "unreadable_parquet": "a Parquet file whose footer or data cannot be read",
 }
 DECOMPRESS: dict[str, Callable[[bytes], bytes]] = {
@@ -330,7 +330,8 @@ def _csv(spec: FeedSpec, text: str, encoding: str, summary: FileSummary) -> Iter
         return
     header = [clean_text(name) for name in (csv_fields(first[0], spec.delimiter) or [])]
     positions = {name: i for i, name in enumerate(header)}
-    duplicates = sorted({name for name in header if header.count(name) > 1})
+    mapped = set(spec.columns.values())  # a column the feed does not map may repeat (two unnamed columns: "a,b,,")
+    duplicates = sorted({name for name in header if name in mapped and header.count(name) > 1})
     missing = [source for source in spec.required_sources if source not in positions]
     summary.extra_columns = [name for name in header if name and name not in spec.known]
     if duplicates or missing:

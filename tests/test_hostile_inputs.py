@@ -87,6 +87,12 @@ CASES = {
         0,
         {"duplicate_column": 1},
     ),
+    "repeated_unmapped_columns.csv": (
+        "tills",
+        csv_text([*till("E2"), "a", "b", "", ""], header=[*HEADER, "note", "note", "", ""]),
+        1,
+        {},
+    ),
     "utf16_with_bom.csv": ("tills", csv_text(till("F1")).encode("utf-16"), 1, {}),
     "utf16_without_bom.csv": ("tills", csv_text(till("G1")).encode("utf-16-le"), 0, {"wrong_encoding": 3}),
     "utf8_bom.csv": ("tills", codecs.BOM_UTF8 + csv_text(till("H1")).encode(), 1, {}),
