@@ -22,6 +22,7 @@ import gzip
 import io
 import json
 import lzma
+import zipfile
 import zlib
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
@@ -49,17 +50,35 @@ RECORD_REASONS = {
 # What ingest quarantines a whole file for; the file's records (or the file, as one record) carry the reason.
 FILE_REASONS = {
     "unreadable_file": "the file cannot be read from its filesystem",
-    "corrupt_archive": "a .gz, .bz2 or .xz file that does not decompress",
+    "corrupt_archive": "a compressed file (gzip, bzip2, xz, zstd, or a zip of one file) that does not decompress",
     "wrong_encoding": "text not in the feed's encoding (over 10% NUL bytes: UTF-16 or UTF-32 without a BOM, or binary)",
     "missing_column": "a CSV header (or Parquet schema) without a column the feed maps to a required field",
     "duplicate_column": "a CSV header naming a column the feed maps twice",
     "unreadable_parquet": "a Parquet file whose footer or data cannot be read",
 }
-DECOMPRESS: dict[str, Callable[[bytes], bytes]] = {
-    ".gz": gzip.decompress,
-    ".bz2": bz2.decompress,
-    ".xz": lzma.decompress,
-}
+
+
+def _unzstd(data: bytes) -> bytes:
+    return pa.input_stream(pa.py_buffer(data), compression="zstd").read()
+
+
+def _unzip(data: bytes) -> bytes:
+    with zipfile.ZipFile(io.BytesIO(data)) as archive:
+        files = [member for member in archive.infolist() if not member.is_dir()]
+        if len(files) != 1:
+            raise ValueError(f"a zip archive of {len(files)} files: a raw file must be a zip of exactly one file")
+        return archive.read(files[0])
+
+
+# Compressed files, known by their first bytes whatever their names (a file named for one that does not start
+# with its bytes is corrupt): suffix, first bytes, decompress.
+ARCHIVES: tuple[tuple[str, tuple[bytes, ...], Callable[[bytes], bytes]], ...] = (
+    (".gz", (b"\x1f\x8b",), gzip.decompress),
+    (".bz2", (b"BZh",), bz2.decompress),
+    (".xz", (b"\xfd7zXZ\x00",), lzma.decompress),
+    (".zst", (b"\x28\xb5\x2f\xfd",), _unzstd),
+    (".zip", (b"PK\x03\x04", b"PK\x05\x06"), _unzip),
+)
 BOMS = (  # UTF-32 before UTF-16: FF FE starts both
     (codecs.BOM_UTF8, "utf-8"),
     (codecs.BOM_UTF32_LE, "utf-32"),
@@ -197,11 +216,13 @@ NOTHING: list[str | None] = [None] * len(CANONICAL_FIELDS)  # the values of a re
 
 
 def _records(spec: FeedSpec, path: str, data: bytes, summary: FileSummary) -> Iterator[Record]:
-    for suffix, decompress in DECOMPRESS.items():
-        if path.endswith(suffix):
+    for suffix, starts, decompress in ARCHIVES:
+        if data.startswith(starts) or path.endswith(suffix):
             try:
+                if not data.startswith(starts):
+                    raise ValueError(f"the file is named {suffix} but does not start as one")
                 data = decompress(data)
-            except (OSError, EOFError, ValueError, lzma.LZMAError, zlib.error) as err:
+            except (OSError, EOFError, ValueError, lzma.LZMAError, zlib.error, zipfile.BadZipFile) as err:
                 summary.reason, summary.detail = "corrupt_archive", str(err)[:300]
                 return
             break

@@ -1,6 +1,7 @@
 """Hostile raw files, one case per file, all read by one ingest and clean: each file's exact outcome, and the
 accounting (records in the file = rows kept + rows quarantined) for every one of them."""
 
+import bz2
 import codecs
 import csv
 import datetime as dt
@@ -8,7 +9,9 @@ import decimal
 import gzip
 import io
 import json
+import lzma
 import random
+import zipfile
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -40,6 +43,14 @@ def web(event_id, **changes):
 
 T = dt.datetime(2026, 1, 5, 9, 30)
 PLUS_ONE = dt.timezone(dt.timedelta(hours=1))  # a time zone one hour east of UTC, as Paris in winter
+
+
+def zipped(**files):
+    out = io.BytesIO()
+    with zipfile.ZipFile(out, "w") as archive:
+        for name, text in files.items():
+            archive.writestr(name, text)
+    return out.getvalue()
 
 
 def market(prefix, int96=False, **columns):
@@ -123,6 +134,13 @@ CASES = {
     "nul_in_a_record.csv": ("tills", csv_text(till("R1", "MI\x00LK"), till("R2")), 1, {"unparseable_record": 1}),
     "gzipped.csv.gz": ("tills", gzip.compress(csv_text(till("S1")).encode()), 1, {}),
     "cut_short.csv.gz": ("tills", gzip.compress(csv_text(till("S2")).encode() * 40)[:60], 0, {"corrupt_archive": 1}),
+    "gzip_named_csv.csv": ("tills", gzip.compress(csv_text(till("S3")).encode()), 1, {}),
+    "bzip2.csv.bz2": ("tills", bz2.compress(csv_text(till("S4")).encode()), 1, {}),
+    "xz.csv.xz": ("tills", lzma.compress(csv_text(till("S5")).encode()), 1, {}),
+    "zstd.csv.zst": ("tills", pa.Codec("zstd").compress(csv_text(till("S6")).encode(), asbytes=True), 1, {}),
+    "one_file.zip": ("tills", zipped(**{"export.csv": csv_text(till("S7"), till("S8"))}), 2, {}),
+    "two_files.zip": ("tills", zipped(a=csv_text(till("S9")), b=csv_text(till("S10"))), 0, {"corrupt_archive": 1}),
+    "plain_text.csv.gz": ("tills", csv_text(till("S11")), 0, {"corrupt_archive": 1}),
     "name:with:colons.csv": ("tills", csv_text(till("T1")), 1, {}),
     "empty.csv": ("tills", b"", 0, {}),
     "header_only.csv": ("tills", csv_text(), 0, {}),
@@ -232,6 +250,8 @@ def test_every_record_of_every_file_is_accounted_for(spark, hostile):
         "duplicate_column.csv": "duplicate_column",
         "utf16_without_bom.csv": "wrong_encoding",
         "cut_short.csv.gz": "corrupt_archive",
+        "two_files.zip": "corrupt_archive",
+        "plain_text.csv.gz": "corrupt_archive",
         "not_parquet.parquet": "unreadable_parquet",
         next(p.name for p in (root / "raw" / "marketplace").rglob("part-*.parquet")): "missing_column",
     }
