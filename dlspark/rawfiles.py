@@ -45,6 +45,7 @@ RECORD_REASONS = {
     "several_values": "a JSON line holding more than one value",
     "trailing_garbage": "a JSON object followed by text that is not JSON",
     "duplicate_key": "a JSON object with the same key twice",
+    "too_deeply_nested": "a JSON line nested deeper than Python's parser goes (about 1,000 levels), under any key",
     "nested_value": "a JSON object or array, or a Parquet list, struct or map, where a feed's scalar field belongs",
 }
 # What ingest quarantines a whole file for; the file's records (or the file, as one record) carry the reason.
@@ -435,10 +436,14 @@ def json_value(line: str) -> tuple[Any, str | None]:
         return None, "duplicate_key"
     except ValueError:
         return None, "invalid_json"
+    except RecursionError:
+        return None, "too_deeply_nested"
     rest = text[end:].strip()
     if rest:
         try:
             DECODER.raw_decode(rest)
+        except (RecursionError, _DuplicateKey):  # a second value, however malformed inside
+            pass
         except ValueError:
             return None, "trailing_garbage"
         return None, "several_values"
