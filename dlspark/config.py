@@ -68,7 +68,7 @@ class FeedConfig(_Section):
     columns: dict[str, str] = Field(description="canonical field -> source field")
     encoding: str = Field("utf-8", description="The files' text encoding; a byte-order mark (UTF-8/16/32) wins.")
     time_format: str | None = Field(None, description="Spark datetime pattern; empty means ISO 8601.")
-    options: dict[str, str] = {}
+    options: dict[str, str] = Field({}, description="CSV: sep, the one-character delimiter (default ',').")
 
     @field_validator("path")
     @classmethod
@@ -95,6 +95,18 @@ class FeedConfig(_Section):
             raise ValueError(
                 f"encoding {self.encoding!r} is not a text encoding Python knows (e.g. utf-8, cp1252)"
             ) from None
+        unknown_options = sorted(set(self.options) - {"sep", "delimiter"})
+        if unknown_options or (self.options and self.format != "csv"):
+            raise ValueError(
+                f"options {unknown_options or sorted(self.options)} not understood: dlspark reads raw files itself and "
+                "takes one option, sep (a CSV feed's delimiter); encoding and time_format are keys of the feed itself"
+            )
+        sep = self.options.get("sep", self.options.get("delimiter", ","))
+        if len(sep) != 1 or sep in '"\r\n':
+            raise ValueError(
+                f"options.sep {sep!r} must be one character, not a quote or a line break "
+                '(a tab: sep: "\\t" in the YAML file, in double quotes)'
+            )
         if self.fields is not None:
             absent = sorted(set(self.columns.values()) - set(self.fields))
             if absent:

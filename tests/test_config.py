@@ -46,7 +46,7 @@ def test_overrides_are_typed_and_reach_nested_and_free_form_keys():
             "clean.max_quantity=50",
             "dedup.same_category=false",
             "spark.conf.spark.executor.memory=8g",
-            "feeds.web.options.encoding=latin1",
+            "feeds.tills.options.sep=;",
             "feeds.tills.fields=[line_id, receipt_no, store_id, loyalty_card, plu, description, dept, qty, price, "
             "sold_at, till_no]",
             "feeds.tills.columns.customer_id=till_no",
@@ -56,7 +56,7 @@ def test_overrides_are_typed_and_reach_nested_and_free_form_keys():
     assert cfg.dedup.same_category is False
     assert cfg.spark.conf["spark.executor.memory"] == "8g"
     assert cfg.spark.conf["spark.sql.shuffle.partitions"] == "8"  # base.yaml's entries survive
-    assert cfg.feeds["web"].options == {"encoding": "latin1"}
+    assert cfg.feeds["tills"].options == {"sep": ";"}
     assert cfg.feeds["tills"].fields[-1] == "till_no"
     assert cfg.feeds["tills"].columns["customer_id"] == "till_no"
 
@@ -72,6 +72,10 @@ def test_override_without_equals_sign_is_explained():
         ("feeds.web.columns.colour=hue", r"unknown canonical field\(s\) \['colour'\]"),
         ("feeds.tills.fields=[line_id, receipt_no]", r"not in fields"),
         ("feeds.web.format=xml", r"feeds\.web\.format"),
+        ("feeds.tills.options.sep=||", r"feeds\.tills: .*options\.sep '\|\|' must be one character"),
+        ('feeds.tills.options.sep="', r"options\.sep '\"' must be one character, not a quote"),
+        ("feeds.tills.options.header=false", r"options \['header'\] not understood: .*takes one option, sep"),
+        ("feeds.web.options.sep=;", r"feeds\.web: .*options \['sep'\] not understood"),
     ],
 )
 def test_a_bad_feed_mapping_is_refused(override, message):
