@@ -218,7 +218,7 @@ NOTHING: list[str | None] = [None] * len(CANONICAL_FIELDS)  # the values of a re
 
 def _records(spec: FeedSpec, path: str, data: bytes, summary: FileSummary) -> Iterator[Record]:
     for suffix, starts, decompress in ARCHIVES:
-        if data.startswith(starts) or path.endswith(suffix):
+        if data.startswith(starts) or (data and path.endswith(suffix)):  # an empty file is empty, whatever its name
             try:
                 if not data.startswith(starts):
                     raise ValueError(f"the file is named {suffix} but does not start as one")

@@ -143,6 +143,7 @@ CASES = {
     "plain_text.csv.gz": ("tills", csv_text(till("S11")), 0, {"corrupt_archive": 1}),
     "name:with:colons.csv": ("tills", csv_text(till("T1")), 1, {}),
     "empty.csv": ("tills", b"", 0, {}),
+    "empty.csv.gz": ("tills", b"", 0, {}),
     "header_only.csv": ("tills", csv_text(), 0, {}),
     "array_line.jsonl": ("web", "[]\n" + web("U1") + "\n", 1, {"not_an_object": 1}),
     "array_of_objects.jsonl": ("web", f"[{web('U2')}, {web('U3')}]\n", 0, {"not_an_object": 1}),
