@@ -141,7 +141,25 @@ class FileSummary:
     extra_columns: list[str] = field(default_factory=list)  # CSV/Parquet columns the feed does not map
 
     def to_json(self) -> str:
-        return json.dumps(self.__dict__)
+        """As JSON for the report, its texts as valid text (a header's undecodable bytes shown as U+FFFD) and of a
+        readable size: the detail cut at 500 characters, at most 50 extra columns (a file that is no CSV at all
+        can have a "header" of thousands)."""
+        extra = [_shown(name) for name in self.extra_columns[:SHOWN_COLUMNS]]
+        if len(self.extra_columns) > SHOWN_COLUMNS:
+            extra.append(f"... and {len(self.extra_columns) - SHOWN_COLUMNS} more")
+        return json.dumps({**self.__dict__, "detail": _shown(self.detail)[:500], "extra_columns": extra})
+
+
+SHOWN_COLUMNS = 50
+
+
+def _shown(text: str) -> str:
+    """`text` as valid UTF-8 text: the bytes surrogateescape kept become U+FFFD as in a quarantined record's
+    text (any other lone surrogate too)."""
+    try:
+        return text.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+    except UnicodeEncodeError:
+        return text.encode("utf-8", "surrogatepass").decode("utf-8", "replace")
 
 
 def clean_text(value: str) -> str:

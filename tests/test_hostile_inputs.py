@@ -18,7 +18,15 @@ import pyarrow.parquet as pq
 import pytest
 
 from conftest import make_config
-from dlspark.rawfiles import WHITESPACE, clean_column, clean_text, csv_fields, csv_records, json_value
+from dlspark.rawfiles import (
+    WHITESPACE,
+    FileSummary,
+    clean_column,
+    clean_text,
+    csv_fields,
+    csv_records,
+    json_value,
+)
 from dlspark.schemas import QUARANTINE
 
 DAY = "2026-01-05"
@@ -101,6 +109,12 @@ CASES = {
     "repeated_unmapped_columns.csv": (
         "tills",
         csv_text([*till("E2"), "a", "b", "", ""], header=[*HEADER, "note", "note", "", ""]),
+        1,
+        {},
+    ),
+    "latin1_extra_column.csv": (
+        "tills",
+        csv_text([*till("E3"), "x"], header=[*HEADER, "d\u00e9signation"]).encode("latin-1"),
         1,
         {},
     ),
@@ -262,9 +276,9 @@ def test_every_record_of_every_file_is_accounted_for(spark, hostile):
         "not_parquet.parquet": "unreadable_parquet",
         next(p.name for p in (root / "raw" / "marketplace").rglob("part-*.parquet")): "missing_column",
     }
-    assert [cols for path, cols in ingest.details["extra_columns"].items() if path.endswith("extra_column.csv")] == [
-        ["promo"]
-    ]
+    extra = {path.rsplit("/", 1)[-1]: cols for path, cols in ingest.details["extra_columns"].items()}
+    assert extra["extra_column.csv"] == ["promo"]
+    assert extra["latin1_extra_column.csv"] == ["d\ufffdsignation"]  # the undecodable byte shown as U+FFFD
 
 
 def test_values_are_read_by_name_trimmed_of_any_whitespace_and_kept_whole(spark, hostile):
@@ -332,6 +346,16 @@ def test_csv_records_split_as_pythons_csv_module_reads_them():
 )
 def test_a_json_line_holds_exactly_one_object(line, reason):
     assert json_value(line)[1] == reason
+
+
+def test_a_file_summary_is_valid_text_of_a_readable_size():
+    """A file that is no CSV at all (binary, or one line of a thousand commas) has a "header" of any size and
+    bytes: the report shows 50 of its extra columns, undecodable bytes as U+FFFD, and 500 characters of detail."""
+    summary = FileSummary("tills", "/x.csv", 1, extra_columns=[f"c\udce9{i}" for i in range(200)], detail="d" * 9000)
+    shown = json.loads(summary.to_json())
+    assert shown["extra_columns"][:2] == ["c\ufffd0", "c\ufffd1"]
+    assert len(shown["extra_columns"]) == 51 and shown["extra_columns"][-1] == "... and 150 more"
+    assert shown["detail"] == "d" * 500
 
 
 def test_whitespace_is_what_python_strips():
