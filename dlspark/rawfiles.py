@@ -154,12 +154,9 @@ SHOWN_COLUMNS = 50
 
 
 def _shown(text: str) -> str:
-    """`text` as valid UTF-8 text: the bytes surrogateescape kept become U+FFFD as in a quarantined record's
-    text (any other lone surrogate too)."""
-    try:
-        return text.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
-    except UnicodeEncodeError:
-        return text.encode("utf-8", "surrogatepass").decode("utf-8", "replace")
+    """`text` as valid text: undecodable bytes (kept by surrogateescape) shown as U+FFFD, as in a quarantined
+    record's text."""
+    return _raw(text, "utf-8").decode("utf-8", "replace")
 
 
 def clean_text(value: str) -> str:
