@@ -70,6 +70,11 @@ class FeedConfig(_Section):
     time_format: str | None = Field(None, description="Spark datetime pattern; empty means ISO 8601.")
     options: dict[str, str] = Field({}, description="CSV: sep, the one-character delimiter (default ',').")
 
+    @property
+    def delimiter(self) -> str:
+        """A CSV feed's delimiter: options.sep (or options.delimiter), else a comma."""
+        return self.options.get("sep", self.options.get("delimiter", ","))
+
     @field_validator("path")
     @classmethod
     def _inside_raw(cls, path: str) -> str:
@@ -101,10 +106,9 @@ class FeedConfig(_Section):
                 f"options {unknown_options or sorted(self.options)} not understood: dlspark reads raw files itself and "
                 "takes one option, sep (a CSV feed's delimiter); encoding and time_format are keys of the feed itself"
             )
-        sep = self.options.get("sep", self.options.get("delimiter", ","))
-        if len(sep) != 1 or sep in '"\r\n':
+        if len(self.delimiter) != 1 or self.delimiter in '"\r\n':
             raise ValueError(
-                f"options.sep {sep!r} must be one character, not a quote or a line break "
+                f"options.sep {self.delimiter!r} must be one character, not a quote or a line break "
                 '(a tab: sep: "\\t" in the YAML file, in double quotes)'
             )
         if self.fields is not None:

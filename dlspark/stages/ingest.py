@@ -48,8 +48,7 @@ def raw_listing(cfg: PipelineConfig) -> list[list[tuple[str, int, int]]]:
 
 
 def feed_spec(name: str, feed: FeedConfig) -> FeedSpec:
-    delimiter = feed.options.get("sep", feed.options.get("delimiter", ","))
-    return FeedSpec(name, feed.format, dict(feed.columns), feed.encoding, delimiter, tuple(feed.fields or ()))
+    return FeedSpec(name, feed.format, dict(feed.columns), feed.encoding, feed.delimiter, tuple(feed.fields or ()))
 
 
 RawFile = tuple[str, str, int, str | None]  # feed, path, size, the day its folder names
