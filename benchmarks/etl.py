@@ -3,7 +3,7 @@
 Side by side in the same Spark application: a plain Spark copy of the same raw files (Spark's CSV and JSON readers
 with all-string schemas, written as Parquet: no accounting, no quarantine, no checks), and the share of ingest
 spent checking every file's records against the rows written for it (`details.accounting_seconds`; the rows per
-file come from the read-back that checks the totals, grouped by file, within `details.writing_seconds`).
+file come from the read-back that checks the totals, grouped by file, within `details.read_back_seconds`).
 
     ./dev dlspark --help >/dev/null   # builds .venv once
     .venv/bin/python benchmarks/etl.py --orders 240000 --root /tmp/dlspark-bench

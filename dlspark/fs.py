@@ -33,6 +33,12 @@ def is_dir(path: str) -> bool:
     return fs.get_file_info(inner).type == pafs.FileType.Directory
 
 
+def make_dirs(path: str) -> None:
+    """Create a directory and its parents (nothing happens when it exists)."""
+    fs, inner = filesystem(path)
+    fs.create_dir(inner, recursive=True)
+
+
 def write_bytes(path: str, data: bytes) -> None:
     """Write `data` as the file's bytes (pyarrow would otherwise compress a .gz path itself)."""
     fs, inner = filesystem(path)

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import logging
 
-from pyspark.sql import DataFrame
+from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
+from pyspark.sql.types import StructType
 
 from dlspark.errors import AccountingError
 from dlspark.report import StageReport
@@ -52,12 +53,25 @@ def split_and_write(
         (F.col(RAW) if RAW in classified.columns else F.lit(None).cast("binary")).alias("raw"),
     )
     bad.write.mode("overwrite").partitionBy(partition_by).parquet(quarantine_path)
-    spark = classified.sparkSession
-    # read back with the schemas just written: an output with no rows has no file to take a schema from
+    return count_written(classified.sparkSession, good_path, good.schema, quarantine_path, bad.schema, report)
+
+
+def count_written(
+    spark: SparkSession,
+    good_path: str,
+    good_schema: StructType,
+    quarantine_path: str,
+    quarantine_schema: StructType,
+    report: StageReport,
+) -> dict[str, int]:
+    """Read back what a stage wrote (the kept rows and the quarantined ones) and check it against `report.rows_in`:
+    sets rows out and the quarantined rows by reason, fails with AccountingError when they do not add up, and
+    returns the rows written (kept plus quarantined) per source file."""
+    # read back with the schemas written: an output with no rows has no file to take a schema from
     per_file: dict[str, int] = {}
-    kept = spark.read.schema(good.schema).parquet(good_path).groupBy("source_file").count().collect()
+    kept = spark.read.schema(good_schema).parquet(good_path).groupBy("source_file").count().collect()
     quarantined = (
-        spark.read.schema(bad.schema).parquet(quarantine_path).groupBy("source_file", "reason").count().collect()
+        spark.read.schema(quarantine_schema).parquet(quarantine_path).groupBy("source_file", "reason").count().collect()
     )
     by_reason: dict[str, int] = {}
     for row in kept + quarantined:

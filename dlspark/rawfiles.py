@@ -103,7 +103,6 @@ OUTPUT = pa.schema(
     + [pa.field("_raw", pa.binary()), pa.field("_file", pa.string())]
 )
 # The _file column carries one summary per file (JSON), on a row of its own whose other columns are null.
-OUTPUT_DDL = ", ".join(f"`{f.name}` {'binary' if f.type == pa.binary() else 'string'}" for f in OUTPUT)
 
 
 @dataclass(frozen=True)
@@ -179,17 +178,6 @@ def clean_column(values: pa.Array) -> pa.Array:
         return trimmed
     cleaned = trimmed.to_pylist()
     return pa.array([clean_text(v) if m else v for v, m in zip(cleaned, marked, strict=True)], pa.string())
-
-
-def read_files(specs: dict[str, FeedSpec]) -> Callable[[Iterable[pa.RecordBatch]], Iterator[pa.RecordBatch]]:
-    """A mapInArrow function: each input row (feed, path, size, date) is a file; out come its rows and summary."""
-
-    def run(batches: Iterable[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
-        for batch in batches:
-            for feed, path, size, date in zip(*(batch.column(i).to_pylist() for i in range(4)), strict=True):
-                yield from read_file(specs[feed], path, size, date)
-
-    return run
 
 
 def read_file(spec: FeedSpec, path: str, size: int, date: str | None) -> Iterator[pa.RecordBatch]:

@@ -3,10 +3,13 @@
 import json
 import random
 
+import pyarrow as pa
 import pytest
+from pyspark import SparkConf
 
 from conftest import make_config
-from dlspark.errors import InputError
+from dlspark.errors import ConfigError, InputError
+from dlspark.partitioned import ROW_GROUP_ROWS, DayWriter, refuse_speculation
 from dlspark.pipeline import run_stage
 from dlspark.schemas import QUARANTINE
 from dlspark.stages.ingest import deal
@@ -158,3 +161,35 @@ def test_files_are_dealt_to_tasks_of_about_equal_bytes():
     assert max(loads) - min(loads) <= max(f[2] for f in files)
     assert all([f[2] for f in task] == sorted((f[2] for f in task), reverse=True) for task in tasks)
     assert deal(files[:3], 8)[3:] == [[]] * 5  # fewer files than tasks: the rest read nothing
+
+
+def test_rows_written_in_tasks_read_back_as_if_spark_had_partitioned_them_by_day(spark, tmp_path):
+    schema = pa.schema([("source_file", pa.string()), ("n", pa.string())])
+    days = ["2026-01-05", None, "2026-01-06", "2026-02-30"]  # no day, an impossible one: Spark's null folder
+    many = ROW_GROUP_ROWS // 3 + 1  # four tables of these on one day: a row group written early, the rest at the end
+    for task in (0, 1):
+        with DayWriter(str(tmp_path), schema, task) as writer:
+            for day in days:
+                writer.write(day, pa.table({"n": [f"{task} {day}"] * 3, "source_file": ["f"] * 3}))  # any order
+            for _ in range(4):
+                writer.write("2026-01-07", pa.table({"source_file": ["g"] * many, "n": [str(task)] * many}))
+    back = spark.read.schema("source_file string, n string, date date").parquet(str(tmp_path))
+    small = sorted((r.n, str(r.date)) for r in back.where("source_file = 'f'").collect())
+    real = {"2026-01-05", "2026-01-06"}
+    assert small == sorted((f"{t} {d}", d if d in real else "None") for t in (0, 1) for d in days for _ in range(3))
+    counts = back.where("source_file = 'g'").groupBy("n", "date").count().collect()
+    assert sorted((r.n, str(r.date), r["count"]) for r in counts) == [(t, "2026-01-07", 4 * many) for t in "01"]
+
+
+def test_a_folder_named_for_an_impossible_day_gives_rows_without_a_day(spark, tmp_path):
+    write_raw(tmp_path, [GOOD_TILL.encode()], [json.dumps(GOOD_WEB).encode() + b"\n"], day="2026-02-30")
+    report, ingested, _ = run_ingest(spark, tmp_path)
+    assert sorted((r.event_id, r.date) for r in ingested.collect()) == [("E1", None), ("E2", None)]
+    assert (report.rows_in, report.rows_out) == (2, 2)
+
+
+def test_files_written_from_tasks_refuse_speculative_attempts(spark):
+    refuse_speculation(spark.sparkContext.getConf(), "ingest")  # the tests' session: off, as by default
+    refuse_speculation(SparkConf(loadDefaults=False).set("spark.speculation", "false"), "ingest")
+    with pytest.raises(ConfigError, match="spark.speculation=false"):
+        refuse_speculation(SparkConf(loadDefaults=False).set("spark.speculation", " True"), "ingest")

@@ -3,8 +3,10 @@
 Each file is cut into records by dlspark.rawfiles (RFC 4180 CSV matched by header names, strict JSON lines, Parquet
 rows), one Spark task a file. Every record is one row: good, or quarantined with the reason it cannot be read (its
 raw bytes kept); a file that cannot be read at all is quarantined whole and listed in the report. Every field is
-read as a string, so a bad value is left for `clean` to name precisely. The records counted in each file must
-equal the rows written for it, or the stage fails (AccountingError, naming the file).
+read as a string, so a bad value is left for `clean` to name precisely. The task that reads a file writes its
+rows too (dlspark.partitioned), good ones to ingested/ and the rest to the quarantine: one pass, nothing cached.
+The records counted in each file must equal the rows read back from what was written for it, or the stage fails
+(AccountingError, naming the file).
 """
 
 from __future__ import annotations
@@ -14,24 +16,33 @@ import heapq
 import json
 import logging
 import re
+from collections.abc import Callable, Iterable, Iterator
 
-from pyspark import StorageLevel
-from pyspark.sql import DataFrame, SparkSession
-from pyspark.sql import functions as F
+import pyarrow as pa
+import pyarrow.compute as pc
+from pyspark.sql import SparkSession
 
 from dlspark import fs
 from dlspark.cleaning import clean
 from dlspark.config import FeedConfig, PipelineConfig
 from dlspark.errors import AccountingError, ConfigError, InputError
-from dlspark.quarantine import REASON, split_and_write
-from dlspark.rawfiles import OUTPUT_DDL, FeedSpec, FileSummary, read_files
+from dlspark.partitioned import DayWriter, refuse_speculation
+from dlspark.quarantine import REASON, count_written
+from dlspark.rawfiles import FeedSpec, FileSummary, read_file
 from dlspark.report import StageReport, Timer
-from dlspark.schemas import INGESTED
+from dlspark.schemas import CANONICAL_FIELDS, INGESTED, QUARANTINE
 from dlspark.stage import StageContext
 
 log = logging.getLogger(__name__)
 
 DATE_IN_PATH = re.compile(r"/date=(\d{4}-\d{2}-\d{2})/")
+# The files' columns (the day is the folder, as in Spark's partitioned layout): ingested/, then its quarantine.
+KEPT = pa.schema([pa.field(name, pa.string()) for name in [*CANONICAL_FIELDS, "feed", "source_file"]])
+SET_ASIDE = pa.schema(
+    [pa.field(name, pa.string()) for name in ("feed", "source_file", "event_id", "reason", "record")]
+    + [pa.field("raw", pa.binary())]
+)
+RENAMED = {REASON: "reason", "_record": "record", "_raw": "raw"}  # rawfiles' row fields -> the quarantine's
 
 
 def feed_folder(raw_root: str, feed: FeedConfig, day: dt.date | None = None) -> str:
@@ -69,12 +80,49 @@ def raw_files(raw_root: str, feeds: dict[str, FeedConfig], day: dt.date | None) 
     return found
 
 
-def read_raw(spark: SparkSession, files: list[RawFile], specs: dict[str, FeedSpec]) -> DataFrame:
-    """Every record of `files` as a row (and one summary row per file), read by as many tasks as there are files,
-    at most the session's default parallelism times four, each task given about the same bytes."""
+def read_and_write(
+    spark: SparkSession, files: list[RawFile], specs: dict[str, FeedSpec], ingested: str, quarantine: str
+) -> list[FileSummary]:
+    """Read every record of `files` and write it where it is read, in one pass: good rows to `ingested`, the rest
+    to `quarantine` (both by day, as Spark's partitioned writer lays them out). Returns each file's summary.
+
+    The files are read by as many tasks as there are files, at most the session's default parallelism times four,
+    each task given about the same bytes.
+    """
+    refuse_speculation(spark.sparkContext.getConf(), "ingest")
+    for path in (ingested, quarantine):
+        fs.delete(path)
+        fs.make_dirs(path)  # read back even when nothing is written to it
     tasks = deal(files, max(1, min(len(files), spark.sparkContext.defaultParallelism * 4)))
     listing = spark.sparkContext.parallelize(tasks, len(tasks)).flatMap(lambda task: task)
-    return spark.createDataFrame(listing, LISTING).mapInArrow(read_files(specs), OUTPUT_DDL)
+    task = write_files(specs, ingested, quarantine)
+    rows = spark.createDataFrame(listing, LISTING).mapInArrow(task, "_file string").collect()
+    return [FileSummary(**json.loads(row._file)) for row in rows]
+
+
+def write_files(
+    specs: dict[str, FeedSpec], ingested: str, quarantine: str
+) -> Callable[[Iterable[pa.RecordBatch]], Iterator[pa.RecordBatch]]:
+    """A mapInArrow function: each input row (feed, path, size, date) is a file, read and written by this task;
+    out comes its summary (one row, JSON)."""
+
+    def run(batches: Iterable[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
+        from pyspark import TaskContext
+
+        context = TaskContext.get()
+        task = context.partitionId() if context else 0
+        with DayWriter(ingested, KEPT, task) as kept, DayWriter(quarantine, SET_ASIDE, task) as set_aside:
+            for batch in batches:
+                for feed, path, size, day in zip(*(batch.column(i).to_pylist() for i in range(4)), strict=True):
+                    for rows in read_file(specs[feed], path, size, day):
+                        summary, reason = pc.is_valid(rows.column("_file")), pc.is_valid(rows.column(REASON))
+                        table = pa.Table.from_batches([rows])
+                        kept.write(day, table.filter(pc.invert(pc.or_(summary, reason))))
+                        bad = table.filter(reason).rename_columns([RENAMED.get(n, n) for n in table.column_names])
+                        set_aside.write(day, bad)
+                        yield pa.RecordBatch.from_arrays([rows.column("_file").filter(summary)], ["_file"])
+
+    return run
 
 
 def deal(files: list[RawFile], tasks: int) -> list[list[RawFile]]:
@@ -140,24 +188,19 @@ def run(ctx: StageContext) -> StageReport:
     if not files:
         on_day = f" on {day}" if day else ""
         raise InputError(f"no files found under {ctx.layout.raw} for feeds {list(feeds)}{on_day}")
-    parsed = read_raw(spark, files, {name: feed_spec(name, feed) for name, feed in feeds.items()})
-    parsed = parsed.persist(StorageLevel.MEMORY_AND_DISK)
-    try:
-        summaries = [FileSummary(**json.loads(row._file)) for row in parsed.where("_file IS NOT NULL").collect()]
-        describe_files(report, summaries)
-        if report.rows_in == 0:
-            raise InputError(
-                f"no records found in the {len(files)} files under {ctx.layout.raw} for feeds {list(feeds)}"
-            )
-        records = parsed.where("_file IS NULL").withColumn("date", F.to_date("date"))
-        ingested, quarantine = ctx.output("ingested"), ctx.output("quarantine/stage=ingest")
-        with Timer() as writing:
-            written = split_and_write(records, INGESTED.fieldNames(), ingested, quarantine, report)
-    finally:
-        parsed.unpersist()
+    ingested, quarantine = ctx.output("ingested"), ctx.output("quarantine/stage=ingest")
+    specs = {name: feed_spec(name, feed) for name, feed in feeds.items()}
+    with Timer() as reading:
+        summaries = read_and_write(spark, files, specs, ingested, quarantine)
+    describe_files(report, summaries)
+    if report.rows_in == 0:
+        raise InputError(f"no records found in the {len(files)} files under {ctx.layout.raw} for feeds {list(feeds)}")
+    with Timer() as reading_back:
+        written = count_written(spark, ingested, INGESTED, quarantine, QUARANTINE, report)
     with Timer() as accounting:
         check_every_file(summaries, written)
-    report.details["writing_seconds"] = writing.seconds  # splitting, writing, and reading the counts back
+    report.details["reading_seconds"] = reading.seconds  # reading the files and writing their rows: one pass
+    report.details["read_back_seconds"] = reading_back.seconds  # the rows written, counted from the files
     report.details["accounting_seconds"] = accounting.seconds  # the per-file comparison; counting itself is free
     if day:
         refuse_an_unusable_day(spark, cfg, ingested, report)

@@ -38,6 +38,7 @@ from dlspark.mining.itemsets import (
     select_window,
 )
 from dlspark.mining.recommend import recommend_from_rules
+from dlspark.partitioned import refuse_speculation
 from dlspark.report import StageReport
 from dlspark.schemas import PRODUCTS
 from dlspark.stage import StageContext
@@ -210,6 +211,7 @@ def write_files(
 
 def write_split(frame: DataFrame, directory: str, rows: int, rows_per_file: int, rows_per_row_group: int, seed: int):
     """Write one split as `ceil(rows / rows_per_file)` files in a seeded random order; returns their stats."""
+    refuse_speculation(frame.sparkSession.sparkContext.getConf(), "shards")
     files = max(1, math.ceil(rows / rows_per_file))
     shuffled = (
         frame.drop("split")

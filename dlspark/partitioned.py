@@ -1,0 +1,87 @@
+"""A Parquet dataset written from inside a Spark task, laid out as Spark's `partitionBy("date")` lays it out.
+
+A stage whose rows are made in Python (ingest parses raw files in its tasks) can write them where they are made,
+in the same pass, instead of handing them back to Spark to be cached and written by a second job. Each task writes
+one file per day it holds, `<root>/date=YYYY-MM-DD/part-<task>.parquet` (rows without a day under Spark's
+`date=__HIVE_DEFAULT_PARTITION__`), so Spark reads the dataset back as if it had written it. A task that is run
+again writes the same names over its first attempt's files.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+from pyspark import SparkConf
+
+from dlspark.errors import ConfigError
+
+NO_DAY = "__HIVE_DEFAULT_PARTITION__"  # Spark's folder for a null partition value
+ROW_GROUP_ROWS = 128 * 1024  # rows buffered per day before a row group is written
+
+
+def refuse_speculation(conf: SparkConf, writer: str) -> None:
+    """Files written from tasks are named by task, so two attempts of one task must never run at once: refuse
+    Spark's speculative execution (a task run again after a failure is fine: it writes the same names over)."""
+    if (conf.get("spark.speculation", "false") or "").strip().lower() == "true":
+        raise ConfigError(
+            f"spark.conf.spark.speculation is true, but {writer} writes its files from its tasks, one name per task, "
+            "and two attempts of one task would write the same file at once; set spark.conf.spark.speculation=false"
+        )
+
+
+def day_folder(day: str | None) -> str:
+    """The folder of a day given as text: `date=YYYY-MM-DD`, or Spark's null folder for a missing or impossible
+    day (as Spark's `to_date` gives null for "2026-02-30")."""
+    try:
+        return f"date={dt.date.fromisoformat(day).isoformat()}" if day else f"date={NO_DAY}"
+    except ValueError:
+        return f"date={NO_DAY}"
+
+
+class DayWriter:
+    """Writes tables of `schema` into `root`, one Parquet file per day for this task; use as a context manager."""
+
+    def __init__(self, root: str, schema: pa.Schema, task: int) -> None:
+        self.root, self.schema, self.name = root, schema, f"part-{task:05d}.parquet"
+        self.buffered: dict[str, list[pa.Table]] = {}
+        self.writers: dict[str, pq.ParquetWriter] = {}
+        self.streams: list = []
+
+    def write(self, day: str | None, table: pa.Table) -> None:
+        if table.num_rows == 0:
+            return
+        folder = day_folder(day)
+        buffered = self.buffered.setdefault(folder, [])
+        buffered.append(table.select(self.schema.names).cast(self.schema))
+        if sum(t.num_rows for t in buffered) >= ROW_GROUP_ROWS:
+            self._flush(folder)
+
+    def _flush(self, folder: str) -> None:
+        from dlspark.fs import filesystem
+
+        tables = self.buffered.pop(folder, [])
+        if not tables:
+            return
+        if folder not in self.writers:
+            fs, inner = filesystem(f"{self.root}/{folder}/{self.name}")
+            fs.create_dir(inner.rsplit("/", 1)[0], recursive=True)
+            stream = fs.open_output_stream(inner)
+            self.streams.append(stream)
+            self.writers[folder] = pq.ParquetWriter(stream, self.schema)
+        self.writers[folder].write_table(pa.concat_tables(tables), row_group_size=ROW_GROUP_ROWS)
+
+    def __enter__(self) -> DayWriter:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        try:
+            if exc[0] is None:
+                for folder in list(self.buffered):
+                    self._flush(folder)
+        finally:
+            for writer in self.writers.values():
+                writer.close()
+            for stream in self.streams:
+                stream.close()
