@@ -12,8 +12,10 @@ from __future__ import annotations
 import datetime as dt
 
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 from pyspark import SparkConf
+from pyspark.sql import SparkSession
 
 from dlspark.errors import ConfigError
 
@@ -31,32 +33,50 @@ def refuse_speculation(conf: SparkConf, writer: str) -> None:
         )
 
 
-def day_folder(day: str | None) -> str:
-    """The folder of a day given as text: `date=YYYY-MM-DD`, or Spark's null folder for a missing or impossible
+def prepare(spark: SparkSession, paths: list[str], writer: str) -> None:
+    """Empty folders for tasks to write files into (an earlier attempt's files gone; there even if no task writes
+    to one), refusing speculative execution (see refuse_speculation)."""
+    from dlspark import fs
+
+    refuse_speculation(spark.sparkContext.getConf(), writer)
+    for path in paths:
+        fs.delete(path)
+        fs.make_dirs(path)
+
+
+def day_folder(day: object) -> str:
+    """The folder of a day (a date, or text): `date=YYYY-MM-DD`, or Spark's null folder for a missing or impossible
     day (as Spark's `to_date` gives null for "2026-02-30")."""
     try:
-        return f"date={dt.date.fromisoformat(day).isoformat()}" if day else f"date={NO_DAY}"
+        return f"date={dt.date.fromisoformat(str(day)).isoformat()}" if day is not None else f"date={NO_DAY}"
     except ValueError:
         return f"date={NO_DAY}"
 
 
 class DayWriter:
-    """Writes tables of `schema` into `root`, one Parquet file per day for this task; use as a context manager."""
+    """Writes tables into `root` by their `date` column, one Parquet file of `schema` (which has no `date`: the
+    folder says it) per day for this task; use as a context manager."""
 
-    def __init__(self, root: str, schema: pa.Schema, task: int) -> None:
+    def __init__(self, root: str, schema: pa.Schema, task: int | None = None) -> None:
+        if task is None:  # the running Spark task's
+            from pyspark import TaskContext
+
+            context = TaskContext.get()
+            task = context.partitionId() if context else 0
         self.root, self.schema, self.name = root, schema, f"part-{task:05d}.parquet"
         self.buffered: dict[str, list[pa.Table]] = {}
         self.writers: dict[str, pq.ParquetWriter] = {}
         self.streams: list = []
 
-    def write(self, day: str | None, table: pa.Table) -> None:
-        if table.num_rows == 0:
-            return
-        folder = day_folder(day)
-        buffered = self.buffered.setdefault(folder, [])
-        buffered.append(table.select(self.schema.names).cast(self.schema))
-        if sum(t.num_rows for t in buffered) >= ROW_GROUP_ROWS:
-            self._flush(folder)
+    def write(self, table: pa.Table) -> None:
+        days = table.column("date")
+        for day in pc.unique(days).to_pylist():
+            rows = table.filter(pc.is_null(days) if day is None else pc.equal(days, day))
+            folder = day_folder(day)
+            buffered = self.buffered.setdefault(folder, [])
+            buffered.append(rows.select(self.schema.names).cast(self.schema))
+            if sum(t.num_rows for t in buffered) >= ROW_GROUP_ROWS:
+                self._flush(folder)
 
     def _flush(self, folder: str) -> None:
         from dlspark.fs import filesystem

@@ -1,5 +1,6 @@
 """Ingest on small raw files written inline: canonical mapping, lineage, and each kind of unreadable record."""
 
+import datetime as dt
 import json
 import random
 
@@ -169,14 +170,20 @@ def test_rows_written_in_tasks_read_back_as_if_spark_had_partitioned_them_by_day
     many = ROW_GROUP_ROWS // 3 + 1  # four tables of these on one day: a row group written early, the rest at the end
     for task in (0, 1):
         with DayWriter(str(tmp_path), schema, task) as writer:
-            for day in days:
-                writer.write(day, pa.table({"n": [f"{task} {day}"] * 3, "source_file": ["f"] * 3}))  # any order
+            small = {"n": [f"{task} {day}" for day in days], "date": days, "source_file": ["f"] * 4}  # any order
+            writer.write(pa.table(small))
+            writer.write(
+                pa.table({"date": pa.array([dt.date(2026, 1, 6)] * 2), "source_file": ["f"] * 2, "n": ["d"] * 2})
+            )
             for _ in range(4):
-                writer.write("2026-01-07", pa.table({"source_file": ["g"] * many, "n": [str(task)] * many}))
+                writer.write(
+                    pa.table({"source_file": ["g"] * many, "n": [str(task)] * many, "date": ["2026-01-07"] * many})
+                )
     back = spark.read.schema("source_file string, n string, date date").parquet(str(tmp_path))
-    small = sorted((r.n, str(r.date)) for r in back.where("source_file = 'f'").collect())
+    got = sorted((r.n, str(r.date)) for r in back.where("source_file = 'f'").collect())
     real = {"2026-01-05", "2026-01-06"}
-    assert small == sorted((f"{t} {d}", d if d in real else "None") for t in (0, 1) for d in days for _ in range(3))
+    expected = [(f"{t} {d}", d if d in real else "None") for t in (0, 1) for d in days] + [("d", "2026-01-06")] * 4
+    assert got == sorted(expected)
     counts = back.where("source_file = 'g'").groupBy("n", "date").count().collect()
     assert sorted((r.n, str(r.date), r["count"]) for r in counts) == [(t, "2026-01-07", 4 * many) for t in "01"]
 

@@ -21,7 +21,5 @@ def run(ctx: StageContext) -> StageReport:
         require_dataset(f"{ctx.input('ingested')}/date={cfg.data.date}", f"ingested order lines of {cfg.data.date}")
         ingested = ingested.where(F.col("date") == F.lit(cfg.data.date))
     report.rows_in = ingested.count()
-    split_and_write(
-        clean(ingested, cfg), CLEAN.fieldNames(), ctx.output("clean"), ctx.output("quarantine/stage=clean"), report
-    )
+    split_and_write(clean(ingested, cfg), CLEAN, ctx.output("clean"), ctx.output("quarantine/stage=clean"), report)
     return report

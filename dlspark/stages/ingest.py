@@ -26,8 +26,8 @@ from dlspark import fs
 from dlspark.cleaning import clean
 from dlspark.config import FeedConfig, PipelineConfig
 from dlspark.errors import AccountingError, ConfigError, InputError
-from dlspark.partitioned import DayWriter, refuse_speculation
-from dlspark.quarantine import REASON, count_written
+from dlspark.partitioned import DayWriter, prepare
+from dlspark.quarantine import QUARANTINE_FILE, REASON, count_written, set_aside
 from dlspark.rawfiles import FeedSpec, FileSummary, read_file
 from dlspark.report import StageReport, Timer
 from dlspark.schemas import CANONICAL_FIELDS, INGESTED, QUARANTINE
@@ -36,13 +36,8 @@ from dlspark.stage import StageContext
 log = logging.getLogger(__name__)
 
 DATE_IN_PATH = re.compile(r"/date=(\d{4}-\d{2}-\d{2})/")
-# The files' columns (the day is the folder, as in Spark's partitioned layout): ingested/, then its quarantine.
+# ingested/'s file columns (the day is the folder it is in, as in Spark's partitioned layout)
 KEPT = pa.schema([pa.field(name, pa.string()) for name in [*CANONICAL_FIELDS, "feed", "source_file"]])
-SET_ASIDE = pa.schema(
-    [pa.field(name, pa.string()) for name in ("feed", "source_file", "event_id", "reason", "record")]
-    + [pa.field("raw", pa.binary())]
-)
-RENAMED = {REASON: "reason", "_record": "record", "_raw": "raw"}  # rawfiles' row fields -> the quarantine's
 
 
 def feed_folder(raw_root: str, feed: FeedConfig, day: dt.date | None = None) -> str:
@@ -89,10 +84,7 @@ def read_and_write(
     The files are read by as many tasks as there are files, at most the session's default parallelism times four,
     each task given about the same bytes.
     """
-    refuse_speculation(spark.sparkContext.getConf(), "ingest")
-    for path in (ingested, quarantine):
-        fs.delete(path)
-        fs.make_dirs(path)  # read back even when nothing is written to it
+    prepare(spark, [ingested, quarantine], "ingest")
     tasks = deal(files, max(1, min(len(files), spark.sparkContext.defaultParallelism * 4)))
     listing = spark.sparkContext.parallelize(tasks, len(tasks)).flatMap(lambda task: task)
     task = write_files(specs, ingested, quarantine)
@@ -107,19 +99,14 @@ def write_files(
     out comes its summary (one row, JSON)."""
 
     def run(batches: Iterable[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
-        from pyspark import TaskContext
-
-        context = TaskContext.get()
-        task = context.partitionId() if context else 0
-        with DayWriter(ingested, KEPT, task) as kept, DayWriter(quarantine, SET_ASIDE, task) as set_aside:
+        with DayWriter(ingested, KEPT) as kept, DayWriter(quarantine, QUARANTINE_FILE) as bad:
             for batch in batches:
                 for feed, path, size, day in zip(*(batch.column(i).to_pylist() for i in range(4)), strict=True):
                     for rows in read_file(specs[feed], path, size, day):
                         summary, reason = pc.is_valid(rows.column("_file")), pc.is_valid(rows.column(REASON))
                         table = pa.Table.from_batches([rows])
-                        kept.write(day, table.filter(pc.invert(pc.or_(summary, reason))))
-                        bad = table.filter(reason).rename_columns([RENAMED.get(n, n) for n in table.column_names])
-                        set_aside.write(day, bad)
+                        kept.write(table.filter(pc.invert(pc.or_(summary, reason))))
+                        bad.write(set_aside(table.filter(reason)))
                         yield pa.RecordBatch.from_arrays([rows.column("_file").filter(summary)], ["_file"])
 
     return run
