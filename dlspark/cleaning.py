@@ -64,7 +64,7 @@ def once_per_value(
     """
     values = frame.select(column).distinct().where(F.col(column).isNotNull())
     normalised = small_lookup(values.select(column, normalise(F.col(column)).alias(out)), broadcast_limit)
-    return frame.join(normalised, column, "left")
+    return frame.join(normalised.for_join(), column, "left")
 
 
 def parse_time(feeds: dict[str, FeedConfig]) -> Column:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
+from typing import NamedTuple
 
 from pyspark.sql import Column, DataFrame, Row
 from pyspark.sql import functions as F
@@ -32,11 +33,25 @@ def require_columns(frame: DataFrame, columns: Iterable[str], what: str) -> None
         raise InputError(f"{what} lacks column(s) {missing}; it has {frame.columns}")
 
 
-def small_lookup(frame: DataFrame, broadcast_limit: int) -> DataFrame:
-    """`frame` computed once (a local checkpoint), marked for broadcast when it has at most `broadcast_limit` rows.
+class Lookup(NamedTuple):
+    """A small frame computed once (a local checkpoint), its row count, and whether joins should broadcast it."""
+
+    frame: DataFrame
+    rows: int
+    broadcast: bool
+
+    def for_join(self) -> DataFrame:
+        """The frame marked for broadcast when it is small (only a join may carry the mark: Spark warns about one
+        anywhere else, so aggregations read `frame`)."""
+        return F.broadcast(self.frame) if self.broadcast else self.frame
+
+
+def small_lookup(frame: DataFrame, broadcast_limit: int) -> Lookup:
+    """`frame` computed once, to be broadcast to its joins when it has at most `broadcast_limit` rows.
 
     For a lookup table joined to many rows: Spark's own estimate stops broadcasting past 10 MB of the input it was
     computed from, and its sort-merge join then shuffles every row of the other side.
     """
     computed = frame.localCheckpoint()
-    return F.broadcast(computed) if computed.count() <= broadcast_limit else computed
+    rows = computed.count()
+    return Lookup(computed, rows, rows <= broadcast_limit)

@@ -24,7 +24,7 @@ from dlspark import fs
 from dlspark.config import DedupConfig
 from dlspark.datasets import DATASETS, read_parquet
 from dlspark.errors import AccountingError
-from dlspark.frames import one_row, require_columns, small_lookup
+from dlspark.frames import Lookup, one_row, require_columns, small_lookup
 from dlspark.layout import Layout
 from dlspark.report import StageReport
 from dlspark.schemas import CLEAN, EVENTS, PRODUCTS
@@ -41,7 +41,7 @@ SIZES = r"(\d+(?:\.\d+)?[a-z]*)"
 BROADCAST_REPLAYED = 2_000_000
 
 
-def replayed_events(clean: DataFrame, broadcast_limit: int = BROADCAST_REPLAYED) -> DataFrame:
+def replayed_events(clean: DataFrame, broadcast_limit: int = BROADCAST_REPLAYED) -> Lookup:
     """(event_id, deliveries, conflicting) of every event id delivered more than once, and whether the payloads of
     its deliveries differ: a narrow aggregation (event id, count, payload hash range), computed once and kept (a
     local checkpoint), broadcast to its joins when it has at most `broadcast_limit` rows."""
@@ -54,19 +54,19 @@ def replayed_events(clean: DataFrame, broadcast_limit: int = BROADCAST_REPLAYED)
     return small_lookup(counted.where(F.col("deliveries") > 1), broadcast_limit)
 
 
-def drop_replayed_events(clean: DataFrame, replayed: DataFrame) -> DataFrame:
+def drop_replayed_events(clean: DataFrame, replayed: Lookup) -> DataFrame:
     """One row per event id: its earliest delivery, how many deliveries it had, and whether their payloads differ.
 
     `replayed` is `replayed_events(clean)`. Most event ids are delivered once: their rows pass through without a
     shuffle; only the replayed ids' rows are grouped whole.
     """
     rest = [c for c in clean.columns if c not in ("event_id", *DELIVERY_ORDER)]
-    once = clean.join(replayed.select("event_id"), "event_id", "left_anti").select(
+    once = clean.join(replayed.for_join().select("event_id"), "event_id", "left_anti").select(
         *clean.columns, F.lit(1).cast("long").alias("deliveries"), F.lit(False).alias("conflicting")
     )
     first = F.min(F.struct(*DELIVERY_ORDER, *rest)).alias("first")
     earliest = (
-        clean.join(replayed, "event_id")
+        clean.join(replayed.for_join(), "event_id")
         .groupBy("event_id", "deliveries", "conflicting")
         .agg(first)
         .select("event_id", "first.*", "deliveries", "conflicting")
@@ -264,7 +264,7 @@ def run(ctx: StageContext) -> StageReport:
     report.rows_in = clean.count()
     replayed = replayed_events(clean)
     replays = one_row(
-        replayed.agg(
+        replayed.frame.agg(
             F.sum(F.col("deliveries") - 1).alias("replays"),
             F.sum(F.col("conflicting").cast("int")).alias("conflicting"),
         )
@@ -272,10 +272,10 @@ def run(ctx: StageContext) -> StageReport:
     unique = drop_replayed_events(clean, replayed).drop("deliveries", "conflicting")
     report.removed = {"replays": int(replays["replays"] or 0)}
     if day is not None:  # an event first delivered on an earlier day is a replay of that day's
-        seen = clean.select("event_id").distinct().join(earlier, "event_id", "left_semi")
-        seen = small_lookup(seen, BROADCAST_REPLAYED)  # the day's ids delivered on an earlier day
-        report.removed["replays_of_earlier_days"] = seen.count()
-        unique = unique.join(seen, "event_id", "left_anti")
+        ids = clean.select("event_id").distinct().join(earlier, "event_id", "left_semi")
+        seen = small_lookup(ids, BROADCAST_REPLAYED)  # the day's ids delivered on an earlier day
+        report.removed["replays_of_earlier_days"] = seen.rows
+        unique = unique.join(seen.for_join(), "event_id", "left_anti")
     # Not cached: the counts above come from the small replayed ids, and the two passes below over the events
     # (the product names, then the write) cost less than caching every event (that took 7.7 of 32 s on 1M lines).
     others = other_days(spark, ctx.layout, day) if day is not None else None
