@@ -215,7 +215,7 @@ def describe_files(report: StageReport, summaries: list[FileSummary]) -> None:
 
 def check_every_file(summaries: list[FileSummary], written: dict[str, int]) -> None:
     """Every file's records counted from its bytes must be the rows written for it (kept plus quarantined, as
-    split_and_write read them back)."""
+    count_written read them back)."""
     wrong = [(s.path, s.records, written.get(s.path, 0)) for s in summaries if written.get(s.path, 0) != s.records]
     if wrong:
         listed = "; ".join(f"{path}: {counted} records, {rows} rows written" for path, counted, rows in wrong[:5])
