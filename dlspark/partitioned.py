@@ -1,7 +1,8 @@
 """A Parquet dataset written from inside a Spark task, laid out as Spark's `partitionBy("date")` lays it out.
 
-A stage whose rows are made in Python (ingest parses raw files in its tasks) can write them where they are made,
-in the same pass, instead of handing them back to Spark to be cached and written by a second job. Each task writes
+A stage can write its rows where they are made, in the task that makes them: ingest parses raw files in its
+tasks, and ingest and clean both write two outputs (kept and quarantined rows), which Spark's writer would write
+in two jobs, each computing the rows again (or from a cache of them all). Each task writes
 one file per day it holds, `<root>/date=YYYY-MM-DD/part-<task>.parquet` (rows without a day under Spark's
 `date=__HIVE_DEFAULT_PARTITION__`), so Spark reads the dataset back as if it had written it. A task that is run
 again writes the same names over its first attempt's files.
@@ -20,7 +21,7 @@ from pyspark.sql import SparkSession
 from dlspark.errors import ConfigError
 
 NO_DAY = "__HIVE_DEFAULT_PARTITION__"  # Spark's folder for a null partition value
-ROW_GROUP_ROWS = 128 * 1024  # rows buffered per day before a row group is written
+ROW_GROUP_ROWS = 128 * 1024  # rows a task buffers (over all its days) before it writes them as row groups
 
 
 def refuse_speculation(conf: SparkConf, writer: str) -> None:
@@ -67,6 +68,7 @@ class DayWriter:
         self.buffered: dict[str, list[pa.Table]] = {}
         self.writers: dict[str, pq.ParquetWriter] = {}
         self.streams: list = []
+        self.pending = 0  # rows buffered
 
     def write(self, table: pa.Table) -> None:
         days = table.column("date")
@@ -75,8 +77,11 @@ class DayWriter:
             folder = day_folder(day)
             buffered = self.buffered.setdefault(folder, [])
             buffered.append(rows.select(self.schema.names).cast(self.schema))
-            if sum(t.num_rows for t in buffered) >= ROW_GROUP_ROWS:
+            self.pending += rows.num_rows
+        if self.pending >= ROW_GROUP_ROWS:  # bounded memory, however many days a task holds
+            for folder in list(self.buffered):
                 self._flush(folder)
+            self.pending = 0
 
     def _flush(self, folder: str) -> None:
         from dlspark.fs import filesystem
