@@ -118,6 +118,17 @@ class FeedConfig(_Section):
         return self
 
 
+class IngestConfig(_Section):
+    """Reading the raw files."""
+
+    max_file_mb: int | None = Field(
+        2048,
+        ge=1,
+        description="The most a raw file may hold, decompressed, in MiB: one task reads a file whole, so a larger "
+        "one is quarantined whole (file_too_large) instead of exhausting the task's memory. Empty: no limit.",
+    )
+
+
 class CleanConfig(_Section):
     """Validation bounds; a row outside them is quarantined with the rule's name as its reason."""
 
@@ -291,6 +302,7 @@ class PipelineConfig(_Section):
     spark: SparkConfig = SparkConfig()
     data: DataConfig
     feeds: dict[str, FeedConfig]
+    ingest: IngestConfig = IngestConfig()
     clean: CleanConfig = CleanConfig()
     dedup: DedupConfig = DedupConfig()
     mining: MineConfig = MineConfig()

@@ -25,6 +25,7 @@ import lzma
 import zipfile
 import zlib
 from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -56,30 +57,44 @@ FILE_REASONS = {
     "missing_column": "a CSV header (or Parquet schema) without a column the feed maps to a required field",
     "duplicate_column": "a CSV header naming a column the feed maps twice",
     "unreadable_parquet": "a Parquet file whose footer or data cannot be read",
+    "file_too_large": "a file, or what it decompresses to, over ingest.max_file_mb: one task reads a file whole",
 }
 
 
-def _unzstd(data: bytes) -> bytes:
-    return pa.input_stream(pa.py_buffer(data), compression="zstd").read()
+class TooLarge(Exception):
+    """A file, or what it decompresses to, is over the size a task reads whole (ingest.max_file_mb)."""
 
 
-def _unzip(data: bytes) -> bytes:
+@contextmanager
+def _unzip(data: bytes) -> Iterator[Any]:
     with zipfile.ZipFile(io.BytesIO(data)) as archive:
         files = [member for member in archive.infolist() if not member.is_dir()]
         if len(files) != 1:
             raise ValueError(f"a zip archive of {len(files)} files: a raw file must be a zip of exactly one file")
-        return archive.read(files[0])
+        with archive.open(files[0]) as member:
+            yield member
 
 
 # Compressed files, known by their first bytes whatever their names (a file named for one that does not start
-# with its bytes is corrupt): suffix, first bytes, decompress.
-ARCHIVES: tuple[tuple[str, tuple[bytes, ...], Callable[[bytes], bytes]], ...] = (
-    (".gz", (b"\x1f\x8b",), gzip.decompress),
-    (".bz2", (b"BZh",), bz2.decompress),
-    (".xz", (b"\xfd7zXZ\x00",), lzma.decompress),
-    (".zst", (b"\x28\xb5\x2f\xfd",), _unzstd),
+# with its bytes is corrupt): suffix, first bytes, the decompressing stream over the bytes.
+ARCHIVES: tuple[tuple[str, tuple[bytes, ...], Callable[[bytes], Any]], ...] = (
+    (".gz", (b"\x1f\x8b",), lambda data: gzip.GzipFile(fileobj=io.BytesIO(data))),
+    (".bz2", (b"BZh",), lambda data: bz2.BZ2File(io.BytesIO(data))),
+    (".xz", (b"\xfd7zXZ\x00",), lambda data: lzma.LZMAFile(io.BytesIO(data))),  # noqa: SIM115 (decompress closes it)
+    (".zst", (b"\x28\xb5\x2f\xfd",), lambda data: pa.input_stream(pa.py_buffer(data), compression="zstd")),
     (".zip", (b"PK\x03\x04", b"PK\x05\x06"), _unzip),
 )
+
+
+def decompress(stream: Callable[[bytes], Any], data: bytes, limit: int | None) -> bytes:
+    """What `data` decompresses to, read only up to `limit` bytes (None: all): a few kB can hold gigabytes."""
+    with stream(data) as source:
+        out = source.read() if limit is None else source.read(limit + 1)
+    if limit is not None and len(out) > limit:
+        raise TooLarge(f"it decompresses to more than {limit:,} bytes")
+    return bytes(out)
+
+
 BOMS = (  # UTF-32 before UTF-16: FF FE starts both
     (codecs.BOM_UTF8, "utf-8"),
     (codecs.BOM_UTF32_LE, "utf-32"),
@@ -115,6 +130,7 @@ class FeedSpec:
     encoding: str = "utf-8"
     delimiter: str = ","
     fields: tuple[str, ...] = ()  # columns the feed declares but does not map (not reported as extra)
+    max_bytes: int | None = None  # the most a file may hold, decompressed (ingest.max_file_mb); None: no limit
 
     @property
     def known(self) -> set[str]:
@@ -186,11 +202,14 @@ def read_file(spec: FeedSpec, path: str, size: int, date: str | None) -> Iterato
 
     summary = FileSummary(spec.name, path, size)
     rows: list[list[Any]] = []
-    try:
-        data = fs.read_bytes(path)
-    except OSError as err:
-        data = None
-        summary.reason, summary.detail = "unreadable_file", str(err)[:300]
+    data = None
+    if spec.max_bytes is not None and size > spec.max_bytes:  # not read at all
+        _too_large(summary, spec, f"it holds {size:,} bytes")
+    else:
+        try:
+            data = fs.read_bytes(path)
+        except OSError as err:
+            summary.reason, summary.detail = "unreadable_file", str(err)[:300]
     records = _records(spec, path, data, summary) if data is not None else iter(())
     for values, reason, raw in records:
         record = raw.decode("utf-8", "replace") if reason else None
@@ -220,12 +239,15 @@ NOTHING: list[str | None] = [None] * len(CANONICAL_FIELDS)  # the values of a re
 
 
 def _records(spec: FeedSpec, path: str, data: bytes, summary: FileSummary) -> Iterator[Record]:
-    for suffix, starts, decompress in ARCHIVES:
+    for suffix, starts, stream in ARCHIVES:
         if data.startswith(starts) or (data and path.endswith(suffix)):  # an empty file is empty, whatever its name
             try:
                 if not data.startswith(starts):
                     raise ValueError(f"the file is named {suffix} but does not start as one")
-                data = decompress(data)
+                data = decompress(stream, data, spec.max_bytes)
+            except TooLarge as err:
+                _too_large(summary, spec, str(err))
+                return
             except (OSError, EOFError, ValueError, lzma.LZMAError, zlib.error, zipfile.BadZipFile) as err:
                 summary.reason, summary.detail = "corrupt_archive", str(err)[:300]
                 return
@@ -240,6 +262,14 @@ def _records(spec: FeedSpec, path: str, data: bytes, summary: FileSummary) -> It
         yield from _csv(spec, text, encoding, summary)
     else:
         yield from _json_lines(spec, text, encoding, summary)
+
+
+def _too_large(summary: FileSummary, spec: FeedSpec, what: str) -> None:
+    summary.reason = "file_too_large"
+    summary.detail = (
+        f"{what}, over ingest.max_file_mb ({(spec.max_bytes or 0) / 2**20:,.0f} MB): one task reads a file whole. "
+        "Split the file, or raise ingest.max_file_mb where executors have the memory (several times the size)"
+    )
 
 
 def _decode(spec: FeedSpec, data: bytes, summary: FileSummary) -> tuple[str | None, str]:

@@ -89,8 +89,13 @@ MARKETPLACE = (
     "{event_id: id, order_id: ord, product_id: item, quantity: units, unit_price: amount, event_time: at}}"
 )
 
+BIG = csv_text(*[till(f"Z{i}") for i in range(30_000)])  # about 2 MB of text: over the limit the fixture sets (1 MB)
+
 # file name -> (feed, bytes, rows kept after clean, {reason: rows quarantined})
 CASES = {
+    "too_large.csv": ("tills", BIG, 0, {"file_too_large": 1}),
+    "too_large_inside.csv.gz": ("tills", gzip.compress(BIG.encode()), 0, {"file_too_large": 1}),
+    "too_large_inside.zip": ("tills", zipped(**{"export.csv": BIG}), 0, {"file_too_large": 1}),
     "quoted_newline.csv": ("tills", csv_text(till("A1", 'MILK\nSEMI, "SKIM"'), till("A2")), 2, {}),
     "reordered_header.csv": ("tills", csv_text(till("B1", header=REORDERED), header=REORDERED), 1, {}),
     "extra_column.csv": ("tills", csv_text([*till("C1"), "x"], header=[*HEADER, "promo"]), 1, {}),
@@ -237,7 +242,8 @@ def hostile(spark, tmp_path_factory):
         [("M1", "MO1", "2", "3.00", "2026-01-05 09:30:00")],
         "id string, ord string, units string, amount string, at string",
     ).coalesce(1).write.parquet(str(marketplace / "no_item_column"))
-    reports = {r.stage: r for r in run_stages(["ingest", "clean"], spark, make_config(root, MARKETPLACE))}
+    cfg = make_config(root, MARKETPLACE, "ingest.max_file_mb=1")
+    reports = {r.stage: r for r in run_stages(["ingest", "clean"], spark, cfg)}
     return root, reports
 
 
@@ -274,8 +280,14 @@ def test_every_record_of_every_file_is_accounted_for(spark, hostile):
         "two_files.zip": "corrupt_archive",
         "plain_text.csv.gz": "corrupt_archive",
         "not_parquet.parquet": "unreadable_parquet",
+        "too_large.csv": "file_too_large",
+        "too_large_inside.csv.gz": "file_too_large",
+        "too_large_inside.zip": "file_too_large",
         next(p.name for p in (root / "raw" / "marketplace").rglob("part-*.parquet")): "missing_column",
     }
+    details = {entry["path"].rsplit("/", 1)[-1]: entry["detail"] for entry in ingest.details["files_quarantined"]}
+    assert details["too_large.csv"].startswith(f"it holds {len(BIG):,} bytes, over ingest.max_file_mb (1 MB)")
+    assert details["too_large_inside.csv.gz"].startswith(f"it decompresses to more than {2**20:,} bytes")
     extra = {path.rsplit("/", 1)[-1]: cols for path, cols in ingest.details["extra_columns"].items()}
     assert extra["extra_column.csv"] == ["promo"]
     assert extra["latin1_extra_column.csv"] == ["d\ufffdsignation"]  # the undecodable byte shown as U+FFFD

@@ -17,7 +17,7 @@ STAGES = Registry(
             lazy("dlspark.stages.ingest:run"),
             help="raw/ -> ingested/ + quarantine/",
             writes=("ingested", "quarantine/stage=ingest"),
-            settings=("feeds",),
+            settings=("feeds", "ingest"),
             by_day=("ingested", "quarantine/stage=ingest"),
             check=lazy("dlspark.stages.ingest:check_inputs"),
             source=lazy("dlspark.stages.ingest:raw_listing"),

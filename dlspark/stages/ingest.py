@@ -53,8 +53,10 @@ def raw_listing(cfg: PipelineConfig) -> list[list[tuple[str, int, int]]]:
     return [fs.walk_files(feed_folder(raw, feed, cfg.data.date)) for feed in cfg.feeds.values()]
 
 
-def feed_spec(name: str, feed: FeedConfig) -> FeedSpec:
-    return FeedSpec(name, feed.format, dict(feed.columns), feed.encoding, feed.delimiter, tuple(feed.fields or ()))
+def feed_spec(name: str, feed: FeedConfig, max_file_mb: int | None = None) -> FeedSpec:
+    max_bytes = None if max_file_mb is None else max_file_mb * 2**20
+    fields = tuple(feed.fields or ())
+    return FeedSpec(name, feed.format, dict(feed.columns), feed.encoding, feed.delimiter, fields, max_bytes)
 
 
 RawFile = tuple[str, str, int, str | None]  # feed, path, size, the day its folder names
@@ -176,7 +178,7 @@ def run(ctx: StageContext) -> StageReport:
         on_day = f" on {day}" if day else ""
         raise InputError(f"no files found under {ctx.layout.raw} for feeds {list(feeds)}{on_day}")
     ingested, quarantine = ctx.output("ingested"), ctx.output("quarantine/stage=ingest")
-    specs = {name: feed_spec(name, feed) for name, feed in feeds.items()}
+    specs = {name: feed_spec(name, feed, cfg.ingest.max_file_mb) for name, feed in feeds.items()}
     with Timer() as reading:
         summaries = read_and_write(spark, files, specs, ingested, quarantine)
     describe_files(report, summaries)
