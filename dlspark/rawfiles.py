@@ -9,8 +9,8 @@ each file is read whole by one Spark task and cut into records by dlspark itself
 - Parquet: the rows the footer lists.
 Every record becomes exactly one row (its reason null when it is good), so the records counted in a file equal the
 rows written for it, and ingest checks that identity per file after writing. A file that cannot be read at all
-(a corrupt archive, text in another encoding than its feed's, a CSV header without a required column) is
-quarantined whole: its records, where they can be counted, or the file itself as one record.
+(a corrupt archive, text in another encoding than its feed's, a CSV header without a required column, a file too
+large to read whole) is quarantined whole: its records, where they can be counted, or the file itself as one record.
 """
 
 from __future__ import annotations
