@@ -9,6 +9,7 @@ import json
 import os
 from typing import Any
 
+import pyarrow as pa
 from pyarrow import fs as pafs
 
 from dlspark.errors import InputError
@@ -39,11 +40,17 @@ def make_dirs(path: str) -> None:
     fs.create_dir(inner, recursive=True)
 
 
-def write_bytes(path: str, data: bytes) -> None:
-    """Write `data` as the file's bytes (pyarrow would otherwise compress a .gz path itself)."""
+def open_output(path: str) -> pa.NativeFile:
+    """A new file to write, its folders created, its bytes written as given (pyarrow would otherwise compress a
+    .gz path itself)."""
     fs, inner = filesystem(path)
     fs.create_dir(inner.rsplit("/", 1)[0], recursive=True)
-    with fs.open_output_stream(inner, compression=None) as out:
+    return fs.open_output_stream(inner, compression=None)
+
+
+def write_bytes(path: str, data: bytes) -> None:
+    """Write `data` as the file's bytes."""
+    with open_output(path) as out:
         out.write(data)
 
 

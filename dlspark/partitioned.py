@@ -18,6 +18,7 @@ import pyarrow.parquet as pq
 from pyspark import SparkConf
 from pyspark.sql import SparkSession
 
+from dlspark import fs
 from dlspark.errors import ConfigError
 
 NO_DAY = "__HIVE_DEFAULT_PARTITION__"  # Spark's folder for a null partition value
@@ -37,8 +38,6 @@ def refuse_speculation(conf: SparkConf, writer: str) -> None:
 def prepare(spark: SparkSession, paths: list[str], writer: str) -> None:
     """Empty folders for tasks to write files into (an earlier attempt's files gone; there even if no task writes
     to one), refusing speculative execution (see refuse_speculation)."""
-    from dlspark import fs
-
     refuse_speculation(spark.sparkContext.getConf(), writer)
     for path in paths:
         fs.delete(path)
@@ -84,15 +83,11 @@ class DayWriter:
             self.pending = 0
 
     def _flush(self, folder: str) -> None:
-        from dlspark.fs import filesystem
-
         tables = self.buffered.pop(folder, [])
         if not tables:
             return
         if folder not in self.writers:
-            fs, inner = filesystem(f"{self.root}/{folder}/{self.name}")
-            fs.create_dir(inner.rsplit("/", 1)[0], recursive=True)
-            stream = fs.open_output_stream(inner)
+            stream = fs.open_output(f"{self.root}/{folder}/{self.name}")
             self.streams.append(stream)
             self.writers[folder] = pq.ParquetWriter(stream, self.schema)
         self.writers[folder].write_table(pa.concat_tables(tables), row_group_size=ROW_GROUP_ROWS)

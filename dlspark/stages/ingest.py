@@ -89,12 +89,12 @@ def read_and_write(
     prepare(spark, [ingested, quarantine], "ingest")
     tasks = deal(files, max(1, min(len(files), spark.sparkContext.defaultParallelism * 4)))
     listing = spark.sparkContext.parallelize(tasks, len(tasks)).flatMap(lambda task: task)
-    task = write_files(specs, ingested, quarantine)
-    rows = spark.createDataFrame(listing, LISTING).mapInArrow(task, "_file string").collect()
+    read_and_write_files = read_and_write_task(specs, ingested, quarantine)
+    rows = spark.createDataFrame(listing, LISTING).mapInArrow(read_and_write_files, "_file string").collect()
     return [FileSummary(**json.loads(row._file)) for row in rows]
 
 
-def write_files(
+def read_and_write_task(
     specs: dict[str, FeedSpec], ingested: str, quarantine: str
 ) -> Callable[[Iterable[pa.RecordBatch]], Iterator[pa.RecordBatch]]:
     """A mapInArrow function: each input row (feed, path, size, date) is a file, read and written by this task;

@@ -192,16 +192,14 @@ def write_files(
         import pyarrow.parquet as pq
         from pyspark import TaskContext
 
-        from dlspark.fs import filesystem
+        from dlspark.fs import open_output
 
         table = pa.Table.from_batches(list(batches))
         if table.num_rows == 0:
             return
         context = TaskContext.get()
         name = f"part-{context.partitionId() if context else 0:05d}.parquet"
-        fs, inner = filesystem(f"{directory}/{name}")
-        fs.create_dir(inner.rsplit("/", 1)[0], recursive=True)
-        with fs.open_output_stream(inner) as out:
+        with open_output(f"{directory}/{name}") as out:
             pq.write_table(table, out, row_group_size=rows_per_row_group)
         groups = [min(rows_per_row_group, table.num_rows - i) for i in range(0, table.num_rows, rows_per_row_group)]
         yield pa.RecordBatch.from_pydict({"file": [name], "rows": [table.num_rows], "row_groups": [groups]})
