@@ -17,6 +17,8 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 from pyspark import SparkConf
 from pyspark.sql import SparkSession
+from pyspark.sql.pandas.types import to_arrow_schema
+from pyspark.sql.types import StructType
 
 from dlspark import fs
 from dlspark.errors import ConfigError
@@ -42,6 +44,11 @@ def prepare(spark: SparkSession, paths: list[str], writer: str) -> None:
     for path in paths:
         fs.delete(path)
         fs.make_dirs(path)
+
+
+def file_schema(dataset: StructType) -> pa.Schema:
+    """The columns of a dataset's files: all of its columns but `date`, which the folder names."""
+    return to_arrow_schema(StructType([f for f in dataset.fields if f.name != "date"]))
 
 
 def day_folder(day: object) -> str:

@@ -8,11 +8,10 @@ from collections.abc import Callable, Iterable, Iterator
 import pyarrow as pa
 import pyarrow.compute as pc
 from pyspark.sql import DataFrame, SparkSession
-from pyspark.sql.pandas.types import to_arrow_schema
 from pyspark.sql.types import StructType
 
 from dlspark.errors import AccountingError
-from dlspark.partitioned import DayWriter, prepare
+from dlspark.partitioned import DayWriter, file_schema, prepare
 from dlspark.report import StageReport
 from dlspark.schemas import QUARANTINE
 
@@ -23,11 +22,7 @@ RECORD = "_record"
 RAW = "_raw"  # the raw bytes of a record, where a stage has them
 KEEP_NULLS = {"ignoreNullFields": "false"}  # a quarantined record shows its missing fields as null
 RENAMED = {REASON: "reason", RECORD: "record", RAW: "raw"}  # a stage's row fields -> the quarantine's columns
-# A quarantine file's columns (its day is the folder it is in).
-QUARANTINE_FILE = pa.schema(
-    [pa.field(name, pa.string()) for name in ("feed", "source_file", "event_id", "reason", "record")]
-    + [pa.field("raw", pa.binary())]
-)
+QUARANTINE_FILE = file_schema(QUARANTINE)
 
 
 def split_and_write(
@@ -39,7 +34,7 @@ def split_and_write(
     must already hold the input's own count, taken independently of `classified`."""
     spark = classified.sparkSession
     prepare(spark, [good_path, quarantine_path], report.stage)
-    kept = to_arrow_schema(StructType([f for f in good.fields if f.name != "date"]))
+    kept = file_schema(good)
     columns = [*good.fieldNames(), REASON, RECORD, *([RAW] if RAW in classified.columns else [])]
     classified.select(*columns).mapInArrow(write_sides(good_path, kept, quarantine_path), "rows long").collect()
     return count_written(spark, good_path, good, quarantine_path, QUARANTINE, report)

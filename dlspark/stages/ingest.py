@@ -26,18 +26,17 @@ from dlspark import fs
 from dlspark.cleaning import clean
 from dlspark.config import FeedConfig, PipelineConfig
 from dlspark.errors import AccountingError, ConfigError, InputError
-from dlspark.partitioned import DayWriter, prepare
+from dlspark.partitioned import DayWriter, file_schema, prepare
 from dlspark.quarantine import QUARANTINE_FILE, REASON, count_written, set_aside
 from dlspark.rawfiles import FeedSpec, FileSummary, read_file
 from dlspark.report import StageReport, Timer
-from dlspark.schemas import CANONICAL_FIELDS, INGESTED, QUARANTINE
+from dlspark.schemas import INGESTED, QUARANTINE
 from dlspark.stage import StageContext
 
 log = logging.getLogger(__name__)
 
 DATE_IN_PATH = re.compile(r"/date=(\d{4}-\d{2}-\d{2})/")
-# ingested/'s file columns (the day is the folder it is in, as in Spark's partitioned layout)
-KEPT = pa.schema([pa.field(name, pa.string()) for name in [*CANONICAL_FIELDS, "feed", "source_file"]])
+KEPT = file_schema(INGESTED)
 
 
 def feed_folder(raw_root: str, feed: FeedConfig, day: dt.date | None = None) -> str:
