@@ -244,6 +244,12 @@ class TrainConfig(_Section):
     workers: int = Field(2, ge=1, description="barrier mode: TensorFlow workers (Spark barrier tasks).")
     attempts: int = Field(3, ge=1, description="barrier mode: submissions of the barrier job before giving up.")
     slots_wait_s: float = Field(60, ge=0, description="barrier mode: how long to wait for enough free task slots.")
+    start_ahead_s: float = Field(
+        1800,
+        ge=0,
+        description="barrier mode, pipeline runs: the workers start (and import TensorFlow) as the stage before "
+        "train starts, and wait this long for the barrier job; 0: they start with the job.",
+    )
     epochs: int = Field(20, ge=1)
     batch_size: int = Field(256, ge=1)
     learning_rate: float = Field(0.003, gt=0)

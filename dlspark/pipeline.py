@@ -124,11 +124,11 @@ def run_pipeline(
     """Run `names` in order; a stage whose published output is current is skipped (unless `force`).
 
     With `until_stale`, stop at the first stage that would have to run (so a caller can skip the stages that are
-    up to date before it starts Spark). The last stage's `ends_pipeline` step (the model's promotion after
-    `evaluate`) runs once the stages have.
+    up to date before it starts Spark). As a stage starts, the next one's `start_ahead` work starts too. The last
+    stage's `ends_pipeline` step (the model's promotion after `evaluate`) runs once the stages have.
     """
     reports = []
-    for name in names:
+    for position, name in enumerate(names):
         current = None if force else is_current(name, cfg, registry)
         if current is None and until_stale:
             break
@@ -137,6 +137,9 @@ def run_pipeline(
             current.skipped = True
             reports.append(current)
             continue
+        following = registry[names[position + 1]] if position + 1 < len(names) else None
+        if following is not None and following.start_ahead is not None and spark is not None:
+            following.start_ahead(spark, cfg)  # this stage's run changes the next one's input: it will run too
         reports.append(run_stage(name, spark, cfg, registry))
     last = registry[reports[-1].stage] if reports else None
     if last is not None and last.ends_pipeline is not None:

@@ -85,6 +85,8 @@ class Stage:
     check:    optional checks of its own inputs, run before Spark starts (they name the key to fix)
     source:   optional listing of what it reads from outside the pipeline (raw files), fingerprinted as "raw"
     ends_pipeline: optional last step of a pipeline run that ends with this stage (evaluate: promote the model)
+    start_ahead: optional work a pipeline run starts for it as the stage before it starts (train: barrier workers
+                 importing TensorFlow); given the SparkSession, which is never None there
     """
 
     name: str
@@ -98,6 +100,7 @@ class Stage:
     check: Callable[[PipelineConfig], Any] | None = None
     source: Callable[[PipelineConfig], Any] | None = None
     ends_pipeline: Callable[[PipelineConfig, StageReport], None] | None = None
+    start_ahead: Callable[[SparkSession, PipelineConfig], Any] | None = None
 
     def __post_init__(self) -> None:
         if not self.writes or set(self.by_day) - set(self.writes):

@@ -5,6 +5,7 @@ import logging
 import os
 import re
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -94,14 +95,22 @@ def test_too_few_task_slots_fail_before_any_task_starts(spark, barrier_root):
 
 
 def test_two_workers_train_in_step_and_match_the_driver_trainer(spark, trained, barrier_root):
+    """One of the two workers was started ahead (it imported TensorFlow before the job), the other starts cold."""
     from dlspark.pipeline import run_stages
+    from dlspark.train import ahead
+    from dlspark.train.distributed import start_workers_ahead
 
     _, driver_reports = trained
     cfg = make_config(barrier_root, *BARRIER)
+    assert start_workers_ahead(spark, make_config(barrier_root, *BARRIER, "train.workers=1")) == 1
+    waiting = ahead.folder(spark.sparkContext.applicationId)
+    wait_until(lambda: any(waiting.glob("*.ready")), limit(180), "the worker started ahead never got ready")
     with WorkerLines() as lines:
         report, evaluated = run_stages(["train", "evaluate"], spark, cfg)
     workers = report.details["workers_results"]
     assert [w["rank"] for w in workers] == [0, 1]
+    assert sorted(w["started_ahead"] for w in workers) == [False, True]
+    assert not waiting.exists()  # claimed: its socket and log are gone, and the folder with them
     assert workers[0]["model"] == str(barrier_root / "_staging" / "train" / "model" / "model.keras")  # then published
     assert workers[1]["model"] is None and (barrier_root / "model" / "model.keras").is_file()
     assert workers[0]["digest"] == workers[1]["digest"]  # identical weights on both workers
@@ -150,6 +159,40 @@ def test_a_worker_killed_mid_epoch_is_resubmitted_and_the_run_ends_with_every_ep
     workers = report.details["workers_results"]
     assert workers[0]["digest"] == workers[1]["digest"]
     assert [int(row["epoch"]) for row in workers[0]["history"]] == [2, 3, 4, 5]  # the resubmitted job's epochs
+
+
+def test_workers_started_ahead_leave_when_nobody_claims_them_or_their_executor_is_gone():
+    from dlspark.train import ahead
+
+    app = f"test-{os.getpid()}-{time.time_ns()}"
+    unclaimed = ahead.spawn(app, 0.5)  # this process stands in for the Spark task: no JVM above it to watch
+    executor = subprocess.Popen(["sleep", "600"])  # stands in for the executor's JVM
+    command, env = ahead.worker_command()
+    where = ahead.folder(app)
+    log = where / "orphan.log"
+    log.touch()
+    orphan = subprocess.Popen([*command, "--wait", str(where), "600", str(executor.pid), str(log)], env=env)
+    stale = socket.socket(socket.AF_UNIX)  # a worker that died waiting leaves its socket behind
+    stale.bind(str(where / "1.ready"))
+    stale.close()
+    wait_until(lambda: (where / f"{orphan.pid}.ready").exists(), limit(180), "the worker never got ready")
+    executor.kill()
+    executor.wait()
+    assert orphan.wait(timeout=limit(60)) == 0
+    deadline = time.monotonic() + limit(180)
+    while (status := os.waitpid(unclaimed, os.WNOHANG)) == (0, 0) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert status[0] == unclaimed and os.waitstatus_to_exitcode(status[1]) == 0
+    assert sorted(p.name for p in where.iterdir()) == ["1.ready"]  # both left cleanly: no socket, no log
+    assert ahead.claim(where) is None
+    assert not where.exists()  # the dead worker's socket was passed over and removed, and the folder with it
+
+
+def wait_until(condition, seconds, message):
+    deadline = time.monotonic() + seconds
+    while not condition():
+        assert time.monotonic() < deadline, message
+        time.sleep(0.2)
 
 
 def test_barrier_mode_without_dlspark_on_the_executors_says_which_python_to_fix(barrier_root, tmp_path):

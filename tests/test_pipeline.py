@@ -106,6 +106,35 @@ def test_a_stage_added_to_the_registry_runs_through_the_pipeline(spark, piped, t
     assert all(r.skipped for r in run_pipeline(registry.names, spark, cfg, registry=registry))
 
 
+def test_a_stage_that_runs_starts_the_work_the_next_stage_wants_started_ahead(spark, tmp_path):
+    from dlspark.stage import Registry, Stage
+
+    done = []
+
+    def step(ctx):
+        done.append(f"ran {ctx.stage}")
+        return ctx.new_report(rows_in=0, rows_out=0)
+
+    def ahead(session, cfg):
+        assert session is spark
+        done.append("started ahead of second")
+
+    registry = Registry(
+        (
+            Stage("first", step, help="", writes=("first",)),
+            Stage("second", step, help="", reads=("first",), writes=("second",), start_ahead=ahead),
+        )
+    )
+    cfg = make_config(tmp_path)
+    run_pipeline(registry.names, spark, cfg, registry=registry)
+    assert done == ["started ahead of second", "ran first", "ran second"]
+    done.clear()
+    assert all(r.skipped for r in run_pipeline(registry.names, spark, cfg, registry=registry))
+    assert done == []  # nothing runs, nothing starts ahead
+    run_pipeline(["second"], spark, cfg, force=True, registry=registry)
+    assert done == ["ran second"]  # no stage ran before it in this run
+
+
 def test_the_run_report_is_a_page_with_every_stage_its_figures_and_the_evaluation(piped):
     from html.parser import HTMLParser
 

@@ -64,6 +64,7 @@ STAGES = Registry(
             writes=("model",),
             settings=("train",),
             needs_spark=lazy("dlspark.stages.train:needs_spark"),
+            start_ahead=lazy("dlspark.stages.train:start_ahead"),
         ),
         Stage(
             "evaluate",

@@ -7,7 +7,7 @@ task. Both start from the current model version (models/current) where its vocab
 from __future__ import annotations
 
 from dataclasses import asdict
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from dlspark.config import PipelineConfig
 from dlspark.manifest import Manifest
@@ -15,10 +15,21 @@ from dlspark.plots import plot_training
 from dlspark.report import StageReport
 from dlspark.stage import StageContext
 
+if TYPE_CHECKING:
+    from pyspark.sql import SparkSession
+
 
 def needs_spark(cfg: PipelineConfig) -> bool:
     """Barrier training runs its workers as Spark tasks; the driver trainer needs no Spark."""
     return cfg.train.mode == "barrier"
+
+
+def start_ahead(spark: SparkSession, cfg: PipelineConfig) -> None:
+    """In a pipeline run, as the stage before train starts: barrier workers start importing TensorFlow."""
+    if cfg.train.mode == "barrier" and cfg.train.start_ahead_s > 0:
+        from dlspark.train.distributed import start_workers_ahead
+
+        start_workers_ahead(spark, cfg)
 
 
 def run(ctx: StageContext) -> StageReport:

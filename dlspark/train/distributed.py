@@ -25,6 +25,7 @@ from dlspark import fs
 from dlspark.config import PipelineConfig
 from dlspark.errors import DlsparkError
 from dlspark.manifest import Manifest
+from dlspark.train.ahead import spawn
 from dlspark.train.driver import ModelPaths, prepare_resume, read_log, run_identity, save_artifacts
 from dlspark.train.results import TrainResult, WorkerFailure, WorkerResult
 from dlspark.train.task import FAILURE_PREFIX, barrier_task, probe
@@ -108,7 +109,8 @@ def train_barrier(
             server.clear()
             submitted = time.time()
             try:
-                results = run_barrier_job(spark, spec, server.address, f"attempt {attempt}/{tc.attempts}")
+                label = f"attempt {attempt}/{tc.attempts}"
+                results = run_barrier_job(spark, spec, server.address, label, ahead=tc.start_ahead_s > 0)
                 break
             except Exception as err:  # noqa: BLE001  (Py4JJavaError: the barrier stage failed; see below)
                 reason = failure_reason(err, server.reported_failures())
@@ -123,8 +125,11 @@ def train_barrier(
     workers = sorted((WorkerResult.from_dict(json.loads(r)) for r in results), key=lambda r: r.rank)
     timings = launch_timings(submitted, workers)
     log.info(
-        "launch: tasks started %s s after the job's submission, TensorFlow imported at %s s, first step at %s s",
+        "launch: tasks started %s s after the job's submission, TensorFlow imported at %s s, first step at %s s "
+        "(%d of %d workers started ahead)",
         *(timings.get(k, "?") for k in ("started", "imported", "first_step")),
+        sum(w.started_ahead for w in workers),
+        len(workers),
     )
     import keras
 
@@ -146,17 +151,37 @@ def train_barrier(
     )
 
 
-def run_barrier_job(spark: SparkSession, spec: dict[str, Any], log_address: tuple[str, int], label: str) -> list[str]:
-    """One barrier job: a task per worker; each returns its worker's result as JSON."""
+def run_barrier_job(
+    spark: SparkSession, spec: dict[str, Any], log_address: tuple[str, int], label: str, ahead: bool = False
+) -> list[str]:
+    """One barrier job: a task per worker; each returns its worker's result as JSON. With `ahead`, each task
+    claims a worker started ahead on its host (start_workers_ahead) where one waits."""
     sc = spark.sparkContext
     workers = int(spec["workers"])
+    task = barrier_task(spec, log_address, sc.applicationId if ahead else None)
     sc.setJobDescription(f"dlspark barrier training ({workers} workers, {label})")
     try:
-        return (
-            sc.parallelize(range(workers), workers).barrier().mapPartitions(barrier_task(spec, log_address)).collect()
-        )
+        return sc.parallelize(range(workers), workers).barrier().mapPartitions(task).collect()
     finally:
         sc.setJobDescription(None)  # type: ignore[arg-type]
+
+
+def start_workers_ahead(spark: SparkSession, cfg: PipelineConfig) -> int:
+    """Start `train.workers` worker processes now, one from each task of a small job, so that they import
+    TensorFlow while other work runs (ahead.py); return how many started. They wait `train.start_ahead_s` for
+    the barrier job. Failing to start them costs nothing but the time they would have saved: a warning."""
+    tc, sc = cfg.train, spark.sparkContext
+    app_id, wait_s = sc.applicationId, tc.start_ahead_s
+    sc.setJobDescription(f"dlspark: {tc.workers} barrier workers started ahead, importing TensorFlow")
+    try:
+        pids = sc.parallelize(range(tc.workers), tc.workers).map(lambda _: spawn(app_id, wait_s)).collect()
+    except Exception as err:  # noqa: BLE001  (py4j or the task's error: training starts its workers cold)
+        log.warning("could not start the barrier workers ahead (%s); they will start with the barrier job", err)
+        return 0
+    finally:
+        sc.setJobDescription(None)  # type: ignore[arg-type]
+    log.info("started %d barrier workers ahead (pids %s); they wait up to %.0f s", len(pids), pids, wait_s)
+    return len(pids)
 
 
 def failure_reason(err: Exception, failures: list[WorkerFailure]) -> str:
@@ -170,10 +195,11 @@ def failure_reason(err: Exception, failures: list[WorkerFailure]) -> str:
 
 
 def launch_timings(submitted: float, results: list[WorkerResult]) -> dict[str, float]:
-    """Seconds from the barrier job's submission to each milestone of the slowest worker."""
+    """Seconds from the barrier job's submission to each milestone of the slowest worker; 0 for one every worker
+    had passed before it (workers started ahead)."""
     names = ("started", "imported", "strategy", "data", "first_step")
     return {
-        name: round(max(r.marks[name] for r in results) - submitted, 2)
+        name: round(max(0.0, max(r.marks[name] for r in results) - submitted), 2)
         for name in names
         if all(name in r.marks for r in results)
     }

@@ -1,13 +1,13 @@
 """What runs inside a Spark barrier task: start the worker process, meet the other tasks, relay the logs.
 
 Only the standard library and pyspark are imported here, so a task starts in a fraction of a second; the worker
-process (worker.py) imports TensorFlow while the tasks gather their addresses.
+process (worker.py) imports TensorFlow while the tasks gather their addresses, unless the task finds one that was
+started ahead and has imported it already (ahead.py).
 """
 
 from __future__ import annotations
 
 import json
-import os
 import re
 import socket
 import subprocess
@@ -18,6 +18,7 @@ from dataclasses import asdict
 from typing import Any
 
 from dlspark.errors import DlsparkError
+from dlspark.train import ahead
 from dlspark.train.results import WorkerFailure
 
 RESULT_PREFIX = "@dlspark-result "  # the worker's last line: its WorkerResult as JSON
@@ -32,23 +33,18 @@ class WorkerFailedError(DlsparkError):
     """A barrier worker process failed; its WorkerFailure has gone to the driver as structured data."""
 
 
-def barrier_task(spec: dict[str, Any], log_address: tuple[str, int]) -> Callable[[Iterable[int]], Iterator[str]]:
-    """The function each barrier task runs (no TensorFlow here: the worker process imports it)."""
+def barrier_task(
+    spec: dict[str, Any], log_address: tuple[str, int], app_id: str | None = None
+) -> Callable[[Iterable[int]], Iterator[str]]:
+    """The function each barrier task runs (no TensorFlow here: the worker process imports it). With `app_id`,
+    a worker this application started ahead on the task's host is claimed if one is waiting."""
 
     def run(_: Iterable[int]) -> Iterator[str]:
         from pyspark import BarrierTaskContext
 
         context = BarrierTaskContext.get()
         rank = context.partitionId()
-        worker = subprocess.Popen(  # started first, so TensorFlow's import overlaps the gathering below
-            [sys.executable, "-m", "dlspark.train.worker"],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-            env={**os.environ, "PYTHONPATH": os.pathsep.join(p for p in sys.path if p)},
-            preexec_fn=_die_with_parent,
-        )
+        worker = WorkerProcess.claim_or_start(app_id)  # first thing, so TensorFlow's import overlaps the gathering
         sender = LineSender(log_address, rank)
         tail: deque[str] = deque(maxlen=40)
         result = None
@@ -56,30 +52,73 @@ def barrier_task(spec: dict[str, Any], log_address: tuple[str, int]) -> Callable
             host = context.getTaskInfos()[rank].address.rsplit(":", 1)[0]
             addresses = context.allGather(f"{host}:{_free_port()}")
             tf_config = {"cluster": {"worker": addresses}, "task": {"type": "worker", "index": rank}}
-            stdin, stdout = worker.stdin, worker.stdout
-            if stdin is None or stdout is None:  # Popen gives both with PIPE; this keeps the types honest
-                raise WorkerFailedError(f"dlspark training worker {rank} started without pipes")
-            stdin.write(json.dumps({**spec, "rank": rank, "tf_config": tf_config}) + "\n")
-            stdin.close()
-            for line in stdout:
+            for line in worker.run(json.dumps({**spec, "rank": rank, "tf_config": tf_config})):
                 if line.startswith(RESULT_PREFIX):
                     result = line[len(RESULT_PREFIX) :].strip()
                 elif not NOISE.match(line):
                     tail.append(line)
                     sender.send(line.rstrip("\n"))
             code = worker.wait()
-            if code != 0 or result is None:
+            if code or result is None:
                 error = next((line.strip() for line in reversed(tail) if ERROR_LINE.match(line)), "")
                 failure = WorkerFailure(rank, code, _exit_text(code), error, "".join(tail)[-4000:])
                 sender.send(FAILURE_PREFIX + json.dumps(asdict(failure)))
                 raise WorkerFailedError(f"{failure.reason()}; its last lines:\n{failure.last_lines}")
         finally:
-            if worker.poll() is None:
-                worker.kill()
+            worker.kill()
             sender.close()
         yield result
 
     return run
+
+
+class WorkerProcess:
+    """The worker process as its barrier task sees it: started now (its pipes), or started ahead and claimed (a
+    Unix socket, ahead.py). The spec goes in as one line; the output comes back line by line."""
+
+    def __init__(self, popen: subprocess.Popen[str] | None = None, conn: socket.socket | None = None):
+        self.popen, self.conn = popen, conn
+
+    @classmethod
+    def claim_or_start(cls, app_id: str | None) -> WorkerProcess:
+        claimed = ahead.claim(ahead.folder(app_id)) if app_id else None
+        if claimed is not None:
+            return cls(conn=claimed)
+        command, env = ahead.worker_command()
+        popen = subprocess.Popen(
+            command,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            env=env,
+            preexec_fn=_die_with_parent,
+        )
+        return cls(popen=popen)
+
+    def run(self, spec_line: str) -> Iterator[str]:
+        """Send the spec; yield the worker's lines until it closes its output. A claimed worker keeps the
+        connection open to the end: it exits when the task's end closes (ahead.exit_with_task)."""
+        if self.conn is not None:
+            self.conn.sendall((spec_line + "\n").encode())
+            yield from self.conn.makefile("r", encoding="utf-8", errors="replace")
+            return
+        assert self.popen is not None and self.popen.stdin is not None and self.popen.stdout is not None
+        self.popen.stdin.write(spec_line + "\n")
+        self.popen.stdin.close()
+        yield from self.popen.stdout
+
+    def wait(self) -> int | None:
+        """The exit code; None for a claimed worker (not this task's child), which has closed its output."""
+        return self.popen.wait() if self.popen is not None else None
+
+    def kill(self) -> None:
+        """Stop the worker if it still runs (this task failed): a child is killed; a claimed worker exits when
+        the connection closes."""
+        if self.popen is not None and self.popen.poll() is None:
+            self.popen.kill()
+        if self.conn is not None:
+            self.conn.close()
 
 
 def _die_with_parent() -> None:

@@ -23,10 +23,11 @@ import time
 import warnings
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from dlspark.digest import short_hash
+from dlspark.train.ahead import Waiting, exit_with_task
 from dlspark.train.results import WarmStart, WorkerResult
 from dlspark.train.task import RESULT_PREFIX
 
@@ -41,15 +42,26 @@ def main() -> None:
     logging.getLogger("petastorm").setLevel(logging.WARNING)
     warnings.filterwarnings("ignore", category=FutureWarning)  # Petastorm on pyarrow's legacy API (docs/decisions.md)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    import keras  # noqa: F401  (imported before the spec arrives: the slow part of the start)
-    import tensorflow as tf  # noqa: F401
-
+    ahead = Waiting(sys.argv[2:]) if sys.argv[1:2] == ["--wait"] else None  # started ahead of the job (ahead.py)
+    if ahead is None:
+        _import_tensorflow()  # before the spec arrives: the slow part of the start
+    else:
+        ahead.import_quietly(_import_tensorflow)
     marks["imported"] = time.time()
+    if ahead is not None and not ahead.until_claimed():
+        os._exit(0)
     spec = json.loads(sys.stdin.readline())
-    result = train_worker(spec, marks)
+    if ahead is not None:
+        exit_with_task()
+    result = replace(train_worker(spec, marks), started_ahead=ahead is not None)
     print(RESULT_PREFIX + json.dumps(result.to_dict()), flush=True)
     sys.stdout.flush()
     os._exit(0)  # skip TensorFlow's and Petastorm's slow teardown: everything is written and flushed
+
+
+def _import_tensorflow() -> None:
+    import keras  # noqa: F401
+    import tensorflow  # noqa: F401
 
 
 @dataclass
