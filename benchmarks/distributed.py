@@ -11,7 +11,7 @@ Printed: seconds from the barrier job's submission to the moment the slowest wor
 imported TensorFlow, had its MultiWorkerMirroredStrategy, had its model and data ready, and ran its first
 step (and the first step counted from the trainer's call, so with the checks before launch), for workers started
 with the job and, last, for two workers started ahead (as a pipeline run starts them with the stage before
-train), once both have imported TensorFlow (their "started" and "TF ready" are the moment a task claimed them);
+train), once both have imported TensorFlow (a milestone passed before the submission shows as 0);
 training examples per second over the epochs after the first (validation left out); the time of one step; and
 the collective-op cost per step, estimated as t(2 workers) - t(1 worker) / 2: two workers that each compute half
 the batch on their own core would take half the time without communication.

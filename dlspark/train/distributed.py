@@ -125,8 +125,8 @@ def train_barrier(
     workers = sorted((WorkerResult.from_dict(json.loads(r)) for r in results), key=lambda r: r.rank)
     timings = launch_timings(submitted, workers)
     log.info(
-        "launch: tasks started %s s after the job's submission, TensorFlow imported at %s s, first step at %s s "
-        "(%d of %d workers started ahead)",
+        "launch: worker processes started %s s after the job's submission, TensorFlow imported at %s s, first step "
+        "at %s s (%d of %d workers started ahead; 0 s: before the submission)",
         *(timings.get(k, "?") for k in ("started", "imported", "first_step")),
         sum(w.started_ahead for w in workers),
         len(workers),
