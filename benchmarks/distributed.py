@@ -33,7 +33,7 @@ from training import CUSTOMERS, PRODUCTS, RULES, WIDTH, synthetic, write_shards
 from dlspark import fs
 from dlspark.config import load_config
 from dlspark.manifest import Manifest, columns, manifest_path
-from dlspark.train.ahead import folder
+from dlspark.train.ahead import READY, folder
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -85,7 +85,7 @@ def run_barrier(spark: Any, root: Path, settings: list[str], workers: int, ahead
         started = time.time()
         start_workers_ahead(spark, cfg)
         waiting = folder(spark.sparkContext.applicationId)
-        while len(list(waiting.glob("*.ready"))) < workers:
+        while len(list(waiting.glob(f"*{READY}"))) < workers:
             time.sleep(0.1)
         print(f"{workers} workers started ahead were ready (TensorFlow imported) {time.time() - started:.1f} s later")
     called = time.time()

@@ -104,7 +104,7 @@ def test_two_workers_train_in_step_and_match_the_driver_trainer(spark, trained, 
     cfg = make_config(barrier_root, *BARRIER)
     assert start_workers_ahead(spark, make_config(barrier_root, *BARRIER, "train.workers=1")) == 1
     waiting = ahead.folder(spark.sparkContext.applicationId)
-    wait_until(lambda: any(waiting.glob("*.ready")), limit(180), "the worker started ahead never got ready")
+    wait_until(lambda: any(waiting.glob(f"*{ahead.READY}")), limit(180), "the worker started ahead never got ready")
     with WorkerLines() as lines:
         report, evaluated = run_stages(["train", "evaluate"], spark, cfg)
     workers = report.details["workers_results"]
@@ -175,7 +175,7 @@ def test_workers_started_ahead_leave_when_nobody_claims_them_or_their_executor_i
     stale = socket.socket(socket.AF_UNIX)  # a worker that died waiting leaves its socket behind
     stale.bind(str(where / "1.ready"))
     stale.close()
-    wait_until(lambda: (where / f"{orphan.pid}.ready").exists(), limit(180), "the worker never got ready")
+    wait_until(lambda: (where / f"{orphan.pid}{ahead.READY}").exists(), limit(180), "the worker never got ready")
     executor.kill()
     executor.wait()
     assert orphan.wait(timeout=limit(60)) == 0

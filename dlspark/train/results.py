@@ -36,7 +36,7 @@ class WorkerResult:
     samples_per_s: list[float]
     marks: dict[str, float]  # launch milestones (time.time()): started, imported, strategy, data, first_step
     warm_start: WarmStart | None = None
-    started_ahead: bool = False  # the process was started ahead of the job and had imported TensorFlow (ahead.py)
+    started_ahead: bool = False  # the process was started ahead of the job, its import begun or done (ahead.py)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
