@@ -156,6 +156,12 @@ class DedupConfig(_Section):
     max_word_edits: int = Field(
         2, ge=0, description="Letter edits allowed between the words two names do not share (a swap is 2)."
     )
+    driver_names: int = Field(
+        50_000,
+        ge=0,
+        description="Up to this many distinct product names, similar names are found on the driver (the same "
+        "MinHash LSH, in numpy); above it, by Spark jobs.",
+    )
     driver_components_pairs: int = Field(
         1_000_000,
         ge=0,

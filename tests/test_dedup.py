@@ -15,6 +15,8 @@ from dlspark.stages.dedup import (
     drop_replayed_events,
     replayed_events,
     resolve_products,
+    similar_names,
+    similar_names_by_spark,
 )
 
 DEDUP = make_config("/unused").dedup
@@ -96,6 +98,47 @@ def test_spelling_variants_and_typos_merge_but_other_products_do_not(spark, driv
     assert names["W2"] == "Greenfield whole milk, 1 litre"  # the name of the best-selling member
     assert stats["components_found_on"] == found_on
     assert stats.get("components_converged", True) is True
+
+
+def random_names(rng, count):
+    """Product names built to collide: variants of a few names (typos, a word more, another size, accents, a letter
+    outside the Basic Multilingual Plane, a Cyrillic look-alike), some in two blocks."""
+    bases = ["greenfield whole milk", "brown bread", "café latte", "oat drink", "x", "𠀀 tea", "orgаnic eggs"]
+    sizes = ["1l", "2l", "500g", "0.5kg", "1.5l", "12", ""]
+    names = set()
+    while len(names) < count:
+        words = rng.choice(bases).split()
+        if rng.random() < 0.5:  # a typo: two letters swapped
+            w = rng.randrange(len(words))
+            i = rng.randrange(max(1, len(words[w]) - 1))
+            words[w] = words[w][:i] + words[w][i + 1 : i + 2] + words[w][i : i + 1] + words[w][i + 2 :]
+        if rng.random() < 0.3:
+            words.insert(rng.randrange(len(words) + 1), rng.choice(["organic", "fresh", "é"]))
+        name = " ".join([*words, rng.choice(sizes)]).strip()
+        names.add((rng.choice(["dairy", "bakery"]), name))
+    return [(f"{block}\u0001{name}", block, name) for block, name in sorted(names)]
+
+
+@pytest.mark.parametrize(
+    ("seed", "settings"),
+    [
+        (1, {}),
+        (2, {"shingle_size": 2, "rows_per_band": 1, "bands": 8}),
+        (3, {"shingle_size": 4, "rows_per_band": 3, "same_sizes": False, "max_word_edits": 1, "bands": 24}),
+        (4, {"min_similarity": 0.3, "seed": 99}),
+    ],
+)
+def test_similar_names_found_on_the_driver_equal_the_spark_jobs(spark, seed, settings):
+    cfg = DEDUP.model_copy(update=settings)
+    rows = random_names(random.Random(seed), 200)
+    names = spark.createDataFrame(rows, "key string, block string, product_name_norm string")
+    by_spark = {(r.key_a, r.key_b): r.similarity for r in similar_names_by_spark(names, cfg).collect()}
+    on_driver, found_on = similar_names(names, cfg)
+    assert found_on == "driver"
+    assert {(r.key_a, r.key_b): r.similarity for r in on_driver.collect()} == by_spark
+    assert len(by_spark) >= 10  # the names were built to collide: the comparison is not of two empty sets
+    too_many = similar_names(names, cfg.model_copy(update={"driver_names": len(rows) - 1}))
+    assert too_many[1] == "spark"
 
 
 def test_blocking_by_category_can_be_switched_off(spark):

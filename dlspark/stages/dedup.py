@@ -20,7 +20,7 @@ from pyspark.sql import functions as F
 from scipy import sparse
 from scipy.sparse import csgraph
 
-from dlspark import fs
+from dlspark import fs, minhash
 from dlspark.config import DedupConfig
 from dlspark.datasets import DATASETS, read_parquet
 from dlspark.errors import AccountingError
@@ -36,9 +36,9 @@ log = logging.getLogger(__name__)
 DELIVERY_ORDER = ("date", "feed", "source_file")
 # What must agree for two deliveries to be the same event, not a conflicting replay.
 PAYLOAD = ("order_id", "customer_id", "product_id", "quantity", "unit_price", "event_time")
-SIZES = r"(\d+(?:\.\d+)?[a-z]*)"
 # Replayed event ids up to this many are broadcast to the tasks that drop their replays (about 50 bytes each).
 BROADCAST_REPLAYED = 2_000_000
+SIMILAR = "key_a string, key_b string, similarity double"
 
 
 def replayed_events(clean: DataFrame, broadcast_limit: int = BROADCAST_REPLAYED) -> Lookup:
@@ -108,8 +108,29 @@ def shingles(name: Column, size: int) -> Column:
     return F.array_distinct(grams)
 
 
-def similar_names(names: DataFrame, cfg: DedupConfig) -> DataFrame:
-    """Pairs (key_a, key_b) of distinct names that LSH proposes and exact comparison confirms.
+def similar_names(names: DataFrame, cfg: DedupConfig) -> tuple[DataFrame, str]:
+    """Pairs (key_a, key_b, similarity) of distinct names that LSH proposes and exact comparison confirms, and where
+    they were found: on the driver (dlspark.minhash) when `names` has at most `cfg.driver_names` rows, else by Spark
+    jobs (`similar_names_by_spark`). Both find the same pairs."""
+    named = names.where(F.col("product_name_norm").isNotNull()).select("key", "block", "product_name_norm")
+    rows = named.limit(cfg.driver_names + 1).collect()
+    if len(rows) > cfg.driver_names:
+        return similar_names_by_spark(names, cfg), "spark"
+    pairs = minhash.similar_pairs(
+        rows,
+        shingle_size=cfg.shingle_size,
+        bands=cfg.bands,
+        rows_per_band=cfg.rows_per_band,
+        seed=cfg.seed,
+        min_similarity=cfg.min_similarity,
+        max_word_edits=cfg.max_word_edits,
+        same_sizes=cfg.same_sizes,
+    )
+    return names.sparkSession.createDataFrame(pairs, SIMILAR), "driver"
+
+
+def similar_names_by_spark(names: DataFrame, cfg: DedupConfig) -> DataFrame:
+    """Pairs (key_a, key_b, similarity) of distinct names that LSH proposes and exact comparison confirms.
 
     `names` has key, block, product_name_norm. Candidates share all `rows_per_band` MinHash values of one band
     inside one block; a band's values are hashed into one join key, so a join replaces the all-pairs compare.
@@ -121,7 +142,7 @@ def similar_names(names: DataFrame, cfg: DedupConfig) -> DataFrame:
         shingles(F.col("product_name_norm"), cfg.shingle_size).alias("sh"),
     )
     if signed.isEmpty():  # MinHashLSH cannot be fitted on no rows
-        return names.sparkSession.createDataFrame([], "key_a string, key_b string, similarity double")
+        return names.sparkSession.createDataFrame([], SIMILAR)
     features = HashingTF(inputCol="sh", outputCol="features", numFeatures=1 << 20, binary=True).transform(signed)
     lsh = MinHashLSH(
         inputCol="features", outputCol="hashes", numHashTables=cfg.bands * cfg.rows_per_band, seed=cfg.seed
@@ -162,8 +183,8 @@ def similar_names(names: DataFrame, cfg: DedupConfig) -> DataFrame:
         & (F.levenshtein(F.concat_ws(" ", only_a), F.concat_ws(" ", only_b)) <= cfg.max_word_edits)
     )
     if cfg.same_sizes:
-        accepted &= F.array_sort(F.regexp_extract_all("name_a", F.lit(SIZES), 1)) == F.array_sort(
-            F.regexp_extract_all("name_b", F.lit(SIZES), 1)
+        accepted &= F.array_sort(F.regexp_extract_all("name_a", F.lit(minhash.SIZES.pattern), 1)) == F.array_sort(
+            F.regexp_extract_all("name_b", F.lit(minhash.SIZES.pattern), 1)
         )
     return pairs.where(accepted).select("key_a", "key_b", "similarity")
 
@@ -228,8 +249,9 @@ def resolve_products(products: DataFrame, cfg: DedupConfig) -> tuple[DataFrame, 
         .localCheckpoint()
     )
     names = keyed.select("key", "block", "product_name_norm").distinct().localCheckpoint()
-    pairs = similar_names(names, cfg).localCheckpoint()
-    stats: dict[str, Any] = {"similar_name_pairs": pairs.count()}
+    pairs, found_on = similar_names(names, cfg)
+    pairs = pairs.localCheckpoint()
+    stats: dict[str, Any] = {"similar_name_pairs": pairs.count(), "similar_names_found_on": found_on}
     if stats["similar_name_pairs"] <= cfg.driver_components_pairs:
         labels = components_on_driver(names, pairs)
         stats["components_found_on"] = "driver"
