@@ -109,6 +109,7 @@ WHITESPACE = (
     "\u200a\u2028\u2029\u202f\u205f\u3000"
 )
 BATCH_ROWS = 20_000
+PIECE_CHARS = 1 << 22  # the text read into lines at a time (see csv_records)
 FIELD_LIMIT = csv.field_size_limit()  # the csv module refuses a field longer than this
 
 # One output row: the canonical fields as strings, then lineage, then the reason and the raw record.
@@ -211,6 +212,7 @@ def read_file(spec: FeedSpec, path: str, size: int, date: str | None) -> Iterato
         except OSError as err:
             summary.reason, summary.detail = "unreadable_file", str(err)[:300]
     records = _records(spec, path, data, summary) if data is not None else iter(())
+    data = None  # _records holds the bytes only while it needs them
     for values, reason, raw in records:
         record = raw.decode("utf-8", "replace") if reason else None
         rows.append([*values, spec.name, path, date, reason, record, raw if reason else None, None])
@@ -258,7 +260,9 @@ def _records(spec: FeedSpec, path: str, data: bytes, summary: FileSummary) -> It
     text, encoding = _decode(spec, data, summary)
     if text is None:
         yield from _whole_file(summary, data)
-    elif spec.format == "csv":
+        return
+    data = b""  # only the text is read from here on: the bytes can go
+    if spec.format == "csv":
         yield from _csv(spec, text, encoding, summary)
     else:
         yield from _json_lines(spec, text, encoding, summary)
@@ -338,16 +342,27 @@ def _canonical(sources: list[str | None], record: dict[str, Any]) -> list[str | 
 # --- CSV -------------------------------------------------------------------------------------------------------
 
 
-def csv_records(text: str, delimiter: str = ",") -> Iterator[tuple[str, bool]]:
+def pieces(text: str, size: int = PIECE_CHARS) -> Iterator[str]:
+    """`text` in consecutive pieces of about `size` characters, each ending just after a line feed (or at the end):
+    a line boundary whatever the line endings, since a line feed always ends a line."""
+    start = 0
+    while start < len(text):
+        end = text.find("\n", start + size - 1) + 1 or len(text)
+        yield text[start:end]
+        start = end
+
+
+def csv_records(text: str, delimiter: str = ",", piece: int = PIECE_CHARS) -> Iterator[tuple[str, bool]]:
     """The RFC 4180 records of a CSV text, each with its line ending, and whether its quote is still open at the
     end; a quote opens a quoted field only at the start of a field, as Python's csv module reads it.
 
     Lines without a quote are records as they are (the common case, at C speed); only lines with a quote, or inside
-    a quoted field, are scanned character by character.
+    a quoted field, are scanned character by character. The lines are read by io.StringIO a piece of the text at a
+    time (`pieces`): it copies what it reads at four bytes a character, several times the file's size at once.
     """
     pending: list[str] = []
     quoted = False
-    for line in io.StringIO(text, newline=""):
+    for line in (line for part in pieces(text, piece) for line in io.StringIO(part, newline="")):
         if not quoted and '"' not in line:
             yield line, False
             continue
@@ -379,7 +394,7 @@ def _still_quoted(line: str, quoted: bool, delimiter: str) -> bool:
 
 
 def _csv(spec: FeedSpec, text: str, encoding: str, summary: FileSummary) -> Iterator[Record]:
-    records = csv_records(text, spec.delimiter)
+    records = csv_records(text, spec.delimiter, PIECE_CHARS)
     first = next(records, None)
     if first is None:
         return
@@ -494,10 +509,7 @@ def _scalar(value: Any) -> str:
 def _json_lines(spec: FeedSpec, text: str, encoding: str, summary: FileSummary) -> Iterator[Record]:
     reason_for_text = _text_reason(encoding)
     sources = [spec.columns.get(name) for name in CANONICAL_FIELDS]
-    lines = text.split("\n")
-    if lines[-1] == "":
-        lines.pop()  # the newline that ends the last line
-    for line in lines:
+    for line in (line for part in pieces(text, PIECE_CHARS) for line in _lines(part)):
         if not line.strip():
             summary.blank += 1
             continue
@@ -512,6 +524,14 @@ def _json_lines(spec: FeedSpec, text: str, encoding: str, summary: FileSummary) 
             yield NOTHING, reason, _raw(line + "\n", encoding)
         else:
             yield _canonical(sources, value), None, b""
+
+
+def _lines(text: str) -> list[str]:
+    """The lines of a JSON-lines text, without their line feeds (a last line may lack one)."""
+    lines = text.split("\n")
+    if lines[-1] == "":
+        lines.pop()  # the line feed that ends the last line
+    return lines
 
 
 def _unmappable(line: str, record: dict[str, Any], sources: Iterable[str]) -> str | None:

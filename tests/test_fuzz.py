@@ -8,6 +8,7 @@ import gzip
 import os
 import random
 
+import pytest
 from test_hostile_inputs import CASES, MARKETPLACE, write_case
 
 from conftest import make_config
@@ -53,3 +54,29 @@ def test_mutated_files_are_read_without_a_crash_and_every_record_is_accounted_fo
     assert ingest.rows_in == clean.rows_out + ingest.quarantined_total + clean.quarantined_total
     assert dedup.rows_in == clean.rows_out
     assert ingest.rows_out > 0 and clean.rows_out > 0 and dedup.rows_out > 0
+
+
+@pytest.mark.parametrize("piece", [1, 2, 7, 64])
+def test_files_read_in_pieces_of_text_give_the_same_rows_as_read_whole(tmp_path, monkeypatch, piece):
+    """Lines are read a piece of the text at a time (rawfiles.PIECE_CHARS) to spare memory: whatever the size of
+    the pieces, every mutated file gives the same rows, raw bytes and summary, row for row."""
+    from dlspark import rawfiles
+    from dlspark.stages.ingest import feed_spec
+
+    cfg = make_config(tmp_path, MARKETPLACE)
+    generator = random.Random(int(os.environ.get("DLSPARK_FUZZ_SEED", "2026")) + piece)
+    sources = [(name, feed, data) for name, (feed, data, _, _) in sorted(CASES.items()) if "too_large" not in name]
+    for i in range(60):
+        name, feed, data = generator.choice(sources)
+        raw = mutate(data.encode() if isinstance(data, str) else data, generator)
+        path = tmp_path / f"m{i:03d}"
+        path.write_bytes(raw)
+        spec = feed_spec(feed, cfg.feeds[feed], cfg.ingest.max_file_mb)
+
+        def rows(spec=spec, path=path, raw=raw):
+            return [b.to_pydict() for b in rawfiles.read_file(spec, str(path), len(raw), "2026-01-05")]
+
+        whole = rows()
+        monkeypatch.setattr(rawfiles, "PIECE_CHARS", piece)
+        assert rows() == whole, name
+        monkeypatch.undo()

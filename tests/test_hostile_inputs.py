@@ -329,6 +329,7 @@ def test_csv_records_split_as_pythons_csv_module_reads_them():
         text = "".join(generator.choice(pieces) for _ in range(generator.randint(0, 30)))
         expected = list(csv.reader(io.StringIO(text, newline="")))
         records = list(csv_records(text))
+        assert list(csv_records(text, piece=generator.randint(1, 8))) == records, repr(text)  # read in pieces
         found = [row for record, _ in records for row in csv.reader(io.StringIO(record, newline=""))]
         assert found == expected, repr(text)
         assert all(len(list(csv.reader(io.StringIO(r, newline="")))) <= 1 for r, _ in records), repr(text)
