@@ -1,8 +1,8 @@
 """Similar product names found on the driver: the same MinHash LSH as Spark ML's, for names few enough to collect.
 
 Spark's `HashingTF` + `MinHashLSH` find the candidate pairs of dedup's product resolution in about eight Spark jobs,
-seconds of fixed cost however few the names (ten seconds in a fresh application). Here the same numbers are
-computed in numpy: each shingle's feature index is Spark's (MurmurHash3 x86 32-bit of its UTF-8 bytes, seed 42,
+seconds of fixed cost however few the names. Here the same numbers are computed on the driver (the hashes in
+numpy): each shingle's feature index is Spark's (MurmurHash3 x86 32-bit of its UTF-8 bytes, seed 42,
 modulo the feature count), and the hash functions are Spark's (coefficients drawn by `java.util.Random(seed)`), so
 every MinHash value, every band and so every candidate is the one Spark finds (a test holds the two to each other).
 The one difference: Spark keys a band by a 64-bit hash of its values, here by the values themselves, so a hash
