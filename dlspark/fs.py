@@ -69,8 +69,14 @@ def replace_json(path: str, payload: Any) -> None:
 
 
 def read_bytes(path: str) -> bytes:
-    """A file's bytes as stored (a .gz file is not decompressed)."""
+    """A file's bytes as stored (a .gz file is not decompressed).
+
+    A local file is read by Python's own file object, straight into one bytes object of its size; pyarrow's
+    stream (any other filesystem) reads into a buffer first, which holds the file twice while it is copied."""
     fs, inner = filesystem(path)
+    if isinstance(fs, pafs.LocalFileSystem):
+        with open(inner, "rb") as src:
+            return src.read()
     with fs.open_input_stream(inner, compression=None) as src:
         return bytes(src.read())
 

@@ -109,7 +109,7 @@ WHITESPACE = (
     "\u200a\u2028\u2029\u202f\u205f\u3000"
 )
 BATCH_ROWS = 20_000
-PIECE_CHARS = 1 << 22  # the text read into lines at a time (see csv_records)
+PIECE_CHARS = 1 << 22  # bytes decoded at a time (see `decoded`)
 FIELD_LIMIT = csv.field_size_limit()  # the csv module refuses a field longer than this
 
 # One output row: the canonical fields as strings, then lineage, then the reason and the raw record.
@@ -212,7 +212,7 @@ def read_file(spec: FeedSpec, path: str, size: int, date: str | None) -> Iterato
         except OSError as err:
             summary.reason, summary.detail = "unreadable_file", str(err)[:300]
     records = _records(spec, path, data, summary) if data is not None else iter(())
-    data = None  # _records holds the bytes only while it needs them
+    data = None  # _records holds the bytes (or their decompressed form) while it needs them
     for values, reason, raw in records:
         record = raw.decode("utf-8", "replace") if reason else None
         rows.append([*values, spec.name, path, date, reason, record, raw if reason else None, None])
@@ -257,43 +257,68 @@ def _records(spec: FeedSpec, path: str, data: bytes, summary: FileSummary) -> It
     if spec.format == "parquet":
         yield from _parquet(spec, data, summary)
         return
-    text, encoding = _decode(spec, data, summary)
-    if text is None:
+    parts, encoding = _decode(spec, data, summary)
+    if parts is None:
         yield from _whole_file(summary, data)
-        return
-    data = b""  # only the text is read from here on: the bytes can go
-    if spec.format == "csv":
-        yield from _csv(spec, text, encoding, summary)
+    elif spec.format == "csv":
+        yield from _csv(spec, parts, encoding, summary)
     else:
-        yield from _json_lines(spec, text, encoding, summary)
+        yield from _json_lines(spec, parts, encoding, summary)
 
 
 def _too_large(summary: FileSummary, spec: FeedSpec, what: str) -> None:
     summary.reason = "file_too_large"
     summary.detail = (
         f"{what}, over ingest.max_file_mb ({(spec.max_bytes or 0) / 2**20:,.0f} MB): one task reads a file whole. "
-        "Split the file, or raise ingest.max_file_mb where executors have the memory (several times the size)"
+        "Split the file, or raise ingest.max_file_mb where executors have the memory (about twice the size)"
     )
 
 
-def _decode(spec: FeedSpec, data: bytes, summary: FileSummary) -> tuple[str | None, str]:
-    """The file's text (bytes the encoding cannot decode kept as lone surrogates), and the encoding used: a BOM
-    says which; else the feed's. None when the bytes are not text in that encoding at all."""
-    encoding = spec.encoding
+def _decode(spec: FeedSpec, data: bytes, summary: FileSummary) -> tuple[Iterator[str] | None, str]:
+    """The file's text in pieces that end at line breaks (`decoded`; bytes the encoding cannot decode kept as lone
+    surrogates), and the encoding used: a BOM says which; else the feed's. None when the bytes are not text in that
+    encoding at all, a decision about the whole file made before any of it is read."""
+    encoding, start = spec.encoding, 0
     for bom, named in BOMS:
         if data.startswith(bom):
-            encoding, data = named, data[len(bom) :] if named == "utf-8" else data
+            encoding, start = named, len(bom) if named == "utf-8" else 0
             break
     wide = encoding.replace("_", "-").lower().startswith(("utf-16", "utf-32"))
-    if not wide and data.count(b"\x00") * 10 > len(data):  # UTF-16 text is half NUL bytes; a stray NUL is a record's
-        summary.reason = "wrong_encoding"
+    if not wide and data.count(b"\x00", start) * 10 > len(data) - start:  # UTF-16 text is half NUL bytes; a stray
+        summary.reason = "wrong_encoding"  # NUL is a record's
         summary.detail = f"NUL bytes in a file of feed {spec.name} (encoding {spec.encoding}): UTF-16/32 without BOM?"
         return None, encoding
     try:
-        return data.decode(encoding, errors="strict" if wide else "surrogateescape"), encoding
+        if wide:  # decoded strictly, at once: text in them is whole or not at all
+            return pieces(data.decode(encoding, "strict"), PIECE_CHARS), encoding
+        b"".decode(encoding)  # LookupError for a codec that is not a text encoding
+        if codecs.lookup(encoding).name != "utf-8":  # utf-8 leaves only bytes >= 0x80 undecoded: surrogateescape
+            for _ in decoded(data, start, encoding, "\n", PIECE_CHARS):  # takes them all; other codecs may fail on
+                pass  # a byte below 0x80, which must make the whole file wrong_encoding before any record is read
+        return decoded(data, start, encoding, "\r\n" if spec.format == "csv" else "\n", PIECE_CHARS), encoding
     except (UnicodeDecodeError, LookupError) as err:
         summary.reason, summary.detail = "wrong_encoding", str(err)[:300]
         return None, encoding
+
+
+def decoded(data: bytes, start: int, encoding: str, breaks: str, size: int) -> Iterator[str]:
+    """The text of `data[start:]`, decoded `size` bytes at a time by one incremental decoder (the same text as a
+    whole decode, in a few MB of memory instead of up to four bytes a character of the whole file), in pieces that
+    each end just after a line break: a line feed, or with "\r" in `breaks` also a carriage return that no line
+    feed follows (a CSV reader's line breaks; a JSON-lines reader splits at line feeds only)."""
+    decoder = codecs.getincrementaldecoder(encoding)(errors="surrogateescape")
+    held: list[str] = []
+    for at in range(start, max(len(data), start + 1), size):
+        text = decoder.decode(data[at : at + size], final=at + size >= len(data))
+        cut = text.rfind("\n") + 1
+        if "\r" in breaks:
+            cut = max(cut, text.rfind("\r", 0, len(text) - 1) + 1)  # a CR with a character after it in this text
+        if cut:
+            yield "".join([*held, text[:cut]])
+            held = []
+        held.append(text[cut:])
+    if any(held):
+        yield "".join(held)
 
 
 def _whole_file(summary: FileSummary, data: bytes) -> Iterator[Record]:
@@ -342,9 +367,9 @@ def _canonical(sources: list[str | None], record: dict[str, Any]) -> list[str | 
 # --- CSV -------------------------------------------------------------------------------------------------------
 
 
-def pieces(text: str, size: int = PIECE_CHARS) -> Iterator[str]:
+def pieces(text: str, size: int) -> Iterator[str]:
     """`text` in consecutive pieces of about `size` characters, each ending just after a line feed (or at the end):
-    a line boundary whatever the line endings, since a line feed always ends a line."""
+    a line boundary whatever the line endings (what `csv_records` takes)."""
     start = 0
     while start < len(text):
         end = text.find("\n", start + size - 1) + 1 or len(text)
@@ -352,17 +377,18 @@ def pieces(text: str, size: int = PIECE_CHARS) -> Iterator[str]:
         start = end
 
 
-def csv_records(text: str, delimiter: str = ",", piece: int = PIECE_CHARS) -> Iterator[tuple[str, bool]]:
+def csv_records(parts: Iterable[str], delimiter: str = ",") -> Iterator[tuple[str, bool]]:
     """The RFC 4180 records of a CSV text, each with its line ending, and whether its quote is still open at the
     end; a quote opens a quoted field only at the start of a field, as Python's csv module reads it.
 
-    Lines without a quote are records as they are (the common case, at C speed); only lines with a quote, or inside
-    a quoted field, are scanned character by character. The lines are read by io.StringIO a piece of the text at a
-    time (`pieces`): it copies what it reads at four bytes a character, several times the file's size at once.
+    The text comes in parts that each end at a line break (`decoded`, `pieces`), read into lines by io.StringIO a
+    part at a time (it copies what it reads, at four bytes a character). Lines without a quote are records as they
+    are (the common case, at C speed); only lines with a quote, or inside a quoted field, are scanned character by
+    character.
     """
     pending: list[str] = []
     quoted = False
-    for line in (line for part in pieces(text, piece) for line in io.StringIO(part, newline="")):
+    for line in (line for part in parts for line in io.StringIO(part, newline="")):
         if not quoted and '"' not in line:
             yield line, False
             continue
@@ -393,8 +419,8 @@ def _still_quoted(line: str, quoted: bool, delimiter: str) -> bool:
     return state == 2
 
 
-def _csv(spec: FeedSpec, text: str, encoding: str, summary: FileSummary) -> Iterator[Record]:
-    records = csv_records(text, spec.delimiter, PIECE_CHARS)
+def _csv(spec: FeedSpec, parts: Iterator[str], encoding: str, summary: FileSummary) -> Iterator[Record]:
+    records = csv_records(parts, spec.delimiter)
     first = next(records, None)
     if first is None:
         return
@@ -506,10 +532,10 @@ def _scalar(value: Any) -> str:
     return str(value)
 
 
-def _json_lines(spec: FeedSpec, text: str, encoding: str, summary: FileSummary) -> Iterator[Record]:
+def _json_lines(spec: FeedSpec, parts: Iterator[str], encoding: str, summary: FileSummary) -> Iterator[Record]:
     reason_for_text = _text_reason(encoding)
     sources = [spec.columns.get(name) for name in CANONICAL_FIELDS]
-    for line in (line for part in pieces(text, PIECE_CHARS) for line in _lines(part)):
+    for line in (line for part in parts for line in _lines(part)):
         if not line.strip():
             summary.blank += 1
             continue

@@ -25,7 +25,9 @@ from dlspark.rawfiles import (
     clean_text,
     csv_fields,
     csv_records,
+    decoded,
     json_value,
+    pieces,
 )
 from dlspark.schemas import QUARANTINE
 
@@ -323,16 +325,38 @@ def test_quarantined_records_keep_their_exact_bytes_and_valid_text(spark, hostil
 
 def test_csv_records_split_as_pythons_csv_module_reads_them():
     """An oracle: random CSV texts of quotes, delimiters, line breaks (LF, CRLF, CR) and text."""
-    pieces = ['"', '""', ",", "\n", "\r\n", "\r", "a", "b c", " ", '"x\ny"', "é"]
+    parts = ['"', '""', ",", "\n", "\r\n", "\r", "a", "b c", " ", '"x\ny"', "é"]
     generator = random.Random(7)
     for _ in range(3000):
-        text = "".join(generator.choice(pieces) for _ in range(generator.randint(0, 30)))
+        text = "".join(generator.choice(parts) for _ in range(generator.randint(0, 30)))
         expected = list(csv.reader(io.StringIO(text, newline="")))
-        records = list(csv_records(text))
-        assert list(csv_records(text, piece=generator.randint(1, 8))) == records, repr(text)  # read in pieces
+        records = list(csv_records([text]))
+        assert list(csv_records(pieces(text, generator.randint(1, 8)))) == records, repr(text)  # read in pieces
         found = [row for record, _ in records for row in csv.reader(io.StringIO(record, newline=""))]
         assert found == expected, repr(text)
         assert all(len(list(csv.reader(io.StringIO(r, newline="")))) <= 1 for r, _ in records), repr(text)
+
+
+@pytest.mark.parametrize("encoding", ["utf-8", "utf-8-sig", "cp1252", "shift_jis", "latin-1"])
+@pytest.mark.parametrize("breaks", ["\n", "\r\n"])
+def test_text_decoded_in_pieces_is_the_text_decoded_whole(encoding, breaks):
+    """An oracle: random bytes (multibyte characters cut anywhere, undecodable bytes, LF, CR, CRLF) decoded a few
+    bytes at a time are the whole decode, and every piece but the last ends at a line break."""
+    chunks = [b"\n", b"\r", b"\r\n", b"a", b",", b"\xe9", b"\xc3\xa9", b"\xe2\x82\xac", b"\x82\xa0", b"\xff", b"\x00"]
+    generator = random.Random(11)
+    for _ in range(400):
+        data = b"".join(generator.choice(chunks) for _ in range(generator.randint(0, 40)))
+        try:
+            whole = data.decode(encoding, "surrogateescape")
+        except UnicodeDecodeError:
+            continue  # the reader quarantines such a file whole before decoding it in pieces
+        parts = list(decoded(data, 0, encoding, breaks, generator.randint(1, 9)))
+        assert "".join(parts) == whole, repr(data)
+        if "\r" in breaks:  # each part ends where a CSV reader's line ends
+            lines = [line for part in parts for line in io.StringIO(part, newline="")]
+            assert lines == list(io.StringIO(whole, newline="")), repr(data)
+        else:  # at a line feed
+            assert all(part.endswith("\n") for part in parts[:-1]), repr(data)
 
 
 @pytest.mark.parametrize(
@@ -378,10 +402,10 @@ def test_whitespace_is_what_python_strips():
 def test_a_column_is_cleaned_as_each_value_alone():
     """An oracle: clean_column (Arrow's trim, Python for the rare invisible mark) against clean_text, on random
     values of whitespace, invisible marks, text and characters beyond ASCII."""
-    pieces = [" ", "\t", "\u00a0", "\u3000", "\u2028", "\x1c", "\ufeff", "\u200b", "a", "b c", "é", "\u4e2d", ""]
+    parts = [" ", "\t", "\u00a0", "\u3000", "\u2028", "\x1c", "\ufeff", "\u200b", "a", "b c", "é", "\u4e2d", ""]
     generator = random.Random(11)
     values = [
-        "".join(generator.choice(pieces) for _ in range(generator.randint(0, 8))) if generator.random() > 0.05 else None
+        "".join(generator.choice(parts) for _ in range(generator.randint(0, 8))) if generator.random() > 0.05 else None
         for _ in range(20_000)
     ]
     expected = [None if v is None else clean_text(v) for v in values]
@@ -394,10 +418,10 @@ def test_a_column_is_cleaned_as_each_value_alone():
 
 def test_csv_fields_are_what_pythons_csv_module_reads():
     """An oracle for the split of records without a quote (done without the csv module) and with one."""
-    pieces = [",", ";", "a", " b ", "\t", "é", "\x1c", "\x00", "\x85", "", '"', '""', "\u2028"]
+    parts = [",", ";", "a", " b ", "\t", "é", "\x1c", "\x00", "\x85", "", '"', '""', "\u2028"]
     generator = random.Random(5)
     for _ in range(5000):
-        record = "".join(generator.choice(pieces) for _ in range(generator.randint(0, 12)))
+        record = "".join(generator.choice(parts) for _ in range(generator.randint(0, 12)))
         record += generator.choice(["", "\n", "\r\n", "\r"])
         for delimiter in ",;":
             try:
