@@ -109,7 +109,7 @@ WHITESPACE = (
     "\u200a\u2028\u2029\u202f\u205f\u3000"
 )
 BATCH_ROWS = 20_000
-PIECE_CHARS = 1 << 22  # bytes decoded at a time (see `decoded`)
+PIECE = 1 << 22  # bytes decoded at a time (`decoded`); characters a piece of UTF-16/32 text (`pieces`)
 FIELD_LIMIT = csv.field_size_limit()  # the csv module refuses a field longer than this
 
 # One output row: the canonical fields as strings, then lineage, then the reason and the raw record.
@@ -284,18 +284,21 @@ def _decode(spec: FeedSpec, data: bytes, summary: FileSummary) -> tuple[Iterator
             encoding, start = named, len(bom) if named == "utf-8" else 0
             break
     wide = encoding.replace("_", "-").lower().startswith(("utf-16", "utf-32"))
-    if not wide and data.count(b"\x00", start) * 10 > len(data) - start:  # UTF-16 text is half NUL bytes; a stray
-        summary.reason = "wrong_encoding"  # NUL is a record's
+    # UTF-16 text is half NUL bytes; a stray NUL is one record's
+    if not wide and data.count(b"\x00", start) * 10 > len(data) - start:
+        summary.reason = "wrong_encoding"
         summary.detail = f"NUL bytes in a file of feed {spec.name} (encoding {spec.encoding}): UTF-16/32 without BOM?"
         return None, encoding
     try:
         if wide:  # decoded strictly, at once: text in them is whole or not at all
-            return pieces(data.decode(encoding, "strict"), PIECE_CHARS), encoding
+            return pieces(data.decode(encoding, "strict"), PIECE), encoding
         b"".decode(encoding)  # LookupError for a codec that is not a text encoding
-        if codecs.lookup(encoding).name != "utf-8":  # utf-8 leaves only bytes >= 0x80 undecoded: surrogateescape
-            for _ in decoded(data, start, encoding, "\n", PIECE_CHARS):  # takes them all; other codecs may fail on
-                pass  # a byte below 0x80, which must make the whole file wrong_encoding before any record is read
-        return decoded(data, start, encoding, "\r\n" if spec.format == "csv" else "\n", PIECE_CHARS), encoding
+        # UTF-8 leaves only bytes >= 0x80 undecoded, which surrogateescape keeps; another codec may fail on a byte
+        # below 0x80, and that must make the whole file wrong_encoding before any of its records is read.
+        if codecs.lookup(encoding).name != "utf-8":
+            for _ in decoded(data, start, encoding, "\n", PIECE):
+                pass
+        return decoded(data, start, encoding, "\r\n" if spec.format == "csv" else "\n", PIECE), encoding
     except (UnicodeDecodeError, LookupError) as err:
         summary.reason, summary.detail = "wrong_encoding", str(err)[:300]
         return None, encoding
