@@ -324,6 +324,16 @@ def decoded(data: bytes, start: int, encoding: str, breaks: str, size: int) -> I
         yield "".join(held)
 
 
+def pieces(text: str, size: int) -> Iterator[str]:
+    """`text` in consecutive pieces of about `size` characters, each ending just after a line feed (or at the end):
+    a line boundary whatever the line endings (UTF-16 and UTF-32 text, decoded whole; `decoded` for the rest)."""
+    start = 0
+    while start < len(text):
+        end = text.find("\n", start + size - 1) + 1 or len(text)
+        yield text[start:end]
+        start = end
+
+
 def _whole_file(summary: FileSummary, data: bytes) -> Iterator[Record]:
     """A file quarantined whole: each of its lines is a record with the file's reason."""
     lines = data.split(b"\n")
@@ -368,16 +378,6 @@ def _canonical(sources: list[str | None], record: dict[str, Any]) -> list[str | 
 
 
 # --- CSV -------------------------------------------------------------------------------------------------------
-
-
-def pieces(text: str, size: int) -> Iterator[str]:
-    """`text` in consecutive pieces of about `size` characters, each ending just after a line feed (or at the end):
-    a line boundary whatever the line endings (what `csv_records` takes)."""
-    start = 0
-    while start < len(text):
-        end = text.find("\n", start + size - 1) + 1 or len(text)
-        yield text[start:end]
-        start = end
 
 
 def csv_records(parts: Iterable[str], delimiter: str = ",") -> Iterator[tuple[str, bool]]:
