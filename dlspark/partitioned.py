@@ -17,10 +17,10 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 from pyspark import SparkConf
 from pyspark.sql import SparkSession
-from pyspark.sql.pandas.types import to_arrow_schema
 from pyspark.sql.types import StructType
 
 from dlspark import fs
+from dlspark.arrowtypes import arrow_schema
 from dlspark.errors import ConfigError
 
 NO_DAY = "__HIVE_DEFAULT_PARTITION__"  # Spark's folder for a null partition value
@@ -48,7 +48,7 @@ def prepare(spark: SparkSession, paths: list[str], writer: str) -> None:
 
 def file_schema(dataset: StructType) -> pa.Schema:
     """The columns of a dataset's files: all of its columns but `date`, which the folder names."""
-    return to_arrow_schema(StructType([f for f in dataset.fields if f.name != "date"]))
+    return arrow_schema(StructType([f for f in dataset.fields if f.name != "date"]))
 
 
 def day_folder(day: object) -> str:

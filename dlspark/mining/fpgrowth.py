@@ -19,8 +19,9 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
-from pyspark.sql.pandas.types import from_arrow_schema
 from scipy import sparse
+
+from dlspark.arrowtypes import spark_schema
 
 Candidates = list[tuple[int, int, int]]  # (item rank, bitset of the transactions holding it, their count)
 # one (part, group)'s transactions from one batch: int32 arrays as bytes
@@ -172,7 +173,7 @@ def frequent_itemsets(
     # coalesce the few, small rows of conditional transactions into one task and mine every group in it, one by one.
     tasks = SPREAD * groups * sum(1 for items in ranked.values() if items)
     conditional = (
-        baskets.select("part", "items").mapInArrow(cut, from_arrow_schema(PACKED)).repartition(tasks, "part", "group")
+        baskets.select("part", "items").mapInArrow(cut, spark_schema(PACKED)).repartition(tasks, "part", "group")
     )
     mined = conditional.groupBy("part", "group").applyInPandas(mine, "part int, ranks array<int>, count long")
     ranks = [(part, item, rank) for part, items in ranked.items() for rank, item in enumerate(items)]
