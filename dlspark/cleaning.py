@@ -1,8 +1,9 @@
 """The cleaning rules: normalise text, cast to the canonical types, and tag each row with the first rule it breaks.
 
 A row's reason is the first rule it breaks, in the order of `rules()`; the rule names are listed in
-docs/stages.md ("Quarantine reasons"). Nothing here throws on bad data: casts are `try_` casts and fail into a rule.
-The clean stage applies them; ingest applies them too, to refuse a day none of whose records would survive.
+docs/stages.md ("Quarantine reasons"). Nothing here throws on bad data, with ANSI mode on or off: casts and parses
+are `try_` functions and fail into a rule. The clean stage applies them; ingest applies them too, to refuse a day
+none of whose records would survive.
 """
 
 from __future__ import annotations
@@ -80,10 +81,21 @@ def parse_time(feeds: dict[str, FeedConfig]) -> Column:
     return parsed if parsed is not None else F.lit(None).cast("timestamp")
 
 
+def try_cast(column: str, *types: str) -> Column:
+    """`column` cast to each of `types` in turn, null wherever a step cannot be made (text that is no number, a
+    number past the type's range or precision): the same on Spark 3.5 and 4.x, whether a cluster sets
+    `spark.sql.ansi.enabled` or not (a plain cast raises there on overflow).
+    PySpark's `Column.try_cast` exists from 4.0 only; SQL's `try_cast` from 3.2."""
+    expression = column
+    for type_ in types:
+        expression = f"try_cast({expression} AS {type_})"
+    return F.expr(expression)
+
+
 def rules(cfg: CleanConfig) -> list[tuple[str, Column]]:
     """(reason, condition that breaks it), in the order they are checked; inputs are trimmed strings or null."""
-    quantity = F.expr("try_cast(quantity AS DOUBLE)")
-    price = F.expr("try_cast(unit_price AS DOUBLE)")
+    quantity = try_cast("quantity", "DOUBLE")
+    price = try_cast("unit_price", "DOUBLE")
     start, end = (dt.datetime.combine(day, dt.time()) for day in (cfg.min_date, cfg.max_date))
     return [
         ("missing_event_id", F.col("event_id").isNull()),
@@ -123,8 +135,8 @@ def clean(ingested: DataFrame, cfg: PipelineConfig) -> DataFrame:
         "product_name",
         "product_name_norm",
         F.col("_category_norm").alias("category"),
-        F.expr("try_cast(quantity AS DOUBLE)").cast("int").alias("quantity"),
-        F.expr("try_cast(unit_price AS DOUBLE)").cast(MONEY).alias("unit_price"),
+        try_cast("quantity", "DOUBLE", "INT").alias("quantity"),
+        try_cast("unit_price", "DOUBLE", MONEY.simpleString()).alias("unit_price"),
         F.col("_parsed_time").alias("event_time"),
         "feed",
         "source_file",
