@@ -261,8 +261,13 @@ class TrainConfig(_Section):
     learning_rate: float = Field(0.003, gt=0)
     patience: int | None = Field(4, ge=1, description="Early stopping after N epochs without a better val_loss.")
     seed: int = 1
+    reader: Literal["auto", "petastorm", "arrow"] = Field(
+        "auto",
+        description="What streams the shards into tf.data: petastorm, or dlspark's arrow reader (pyarrow.dataset "
+        "row groups; for pyarrow >= 15, where Petastorm cannot run); auto: Petastorm wherever it imports.",
+    )
     reader_pool: Literal["thread", "process", "dummy"] = Field("thread", description="Petastorm's reader pool.")
-    reader_workers: int = Field(2, ge=1, description="Petastorm reader workers.")
+    reader_workers: int = Field(2, ge=1, description="Reader threads (Petastorm's workers, or the arrow reader's).")
     shuffle_row_groups: bool = True
     deterministic: bool = Field(
         False,

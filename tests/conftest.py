@@ -11,6 +11,8 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -19,6 +21,7 @@ from dlspark.config import PipelineConfig, SparkConfig, load_config
 from dlspark.session import build_session
 
 REPO = Path(__file__).resolve().parents[1]
+LINES = sorted(p.stem.removeprefix("spark-") for p in (REPO / "locks").glob("spark-*.in"))  # the Spark lines locked
 BIN = Path(sys.executable).parent  # the environment's scripts: dlspark, spark-submit, spark-class
 # A loaded machine makes everything slower: every time limit in the suite is multiplied by this factor.
 TIMEOUT_FACTOR = float(os.environ.get("DLSPARK_TEST_TIMEOUT_FACTOR", "1"))
@@ -26,6 +29,36 @@ TIMEOUT_FACTOR = float(os.environ.get("DLSPARK_TEST_TIMEOUT_FACTOR", "1"))
 # rule features: in-sample rules spare them the folds' minings (out-of-fold features: test_shards, `trained`).
 SMALL = ["shards.test_days=1", "shards.val_days=1", "train.epochs=2", "shards.rows_per_row_group=1024"]
 SMALL += ["shards.rule_folds=1"]
+
+
+@contextmanager
+def ansi_mode(spark, enabled: bool) -> Iterator[None]:
+    """Spark's ANSI SQL mode on or off in the session while the block runs (a cluster may set either), then reset."""
+    before = spark.conf.get("spark.sql.ansi.enabled")
+    spark.conf.set("spark.sql.ansi.enabled", str(enabled).lower())
+    try:
+        yield
+    finally:
+        spark.conf.set("spark.sql.ansi.enabled", before)
+
+
+def petastorm_imports() -> bool:
+    """Whether Petastorm runs here: it needs pyarrow < 15, so the Spark 3.5 and 4.0 lines only."""
+    try:
+        import petastorm.tf_utils  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+# The shard readers a test of reading runs with: dlspark's arrow reader everywhere, Petastorm where it imports.
+READERS = [
+    "arrow",
+    pytest.param(
+        "petastorm",
+        marks=pytest.mark.skipif(not petastorm_imports(), reason="Petastorm does not import with this line's pyarrow"),
+    ),
+]
 
 
 def limit(seconds: float) -> float:

@@ -15,11 +15,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import REPO, limit, make_config
+from conftest import READERS, REPO, limit, make_config
 from dlspark.errors import DlsparkError
 from dlspark.layout import Layout
 from dlspark.manifest import Manifest
-from dlspark.train.data import petastorm_dataset
+from dlspark.train.data import shard_dataset
 from dlspark.train.distributed import ClusterError, check_settings, plan_steps, spark_seconds
 
 BIN = Path(sys.executable).parent
@@ -54,7 +54,8 @@ class WorkerLines(logging.Handler):
         logging.getLogger("dlspark.train.worker").removeHandler(self)
 
 
-def test_every_worker_gets_the_same_steps_and_the_shard_rows_petastorm_streams(trained):
+@pytest.mark.parametrize("reader", READERS)
+def test_every_worker_gets_the_same_steps_and_the_shard_rows_its_reader_streams(trained, reader):
     cfg, _ = trained
     manifest = Manifest.read(Layout.at(cfg.data.root).shards)
     groups = [rows for f in manifest.raw["splits"]["train"]["files"] for rows in f["row_groups"]]
@@ -63,7 +64,7 @@ def test_every_worker_gets_the_same_steps_and_the_shard_rows_petastorm_streams(t
     assert plan["shard_rows"][0] > plan["shard_rows"][1] and sum(plan["shard_rows"]) == manifest.rows("train")
     assert plan["steps_per_epoch"] == -(-manifest.rows("train") // 128) and plan["per_worker_batch"] == 64
     for index in range(2):
-        with petastorm_dataset(manifest, "train", 500, epochs=1, shard=(index, 2)) as batches:
+        with shard_dataset(manifest, "train", 500, reader=reader, epochs=1, shard=(index, 2)) as batches:
             streamed = sum(len(y) for _, y in batches.as_numpy_iterator())
         assert streamed == plan["shard_rows"][index]
     with pytest.raises(ClusterError, match="fewer than train.workers=99.*shards.rows_per_row_group"):

@@ -1,4 +1,4 @@
-"""Petastorm -> tf.data -> Keras on the driver, the evaluation against the baselines, and the saved artifacts."""
+"""Shards (Petastorm or the arrow reader) -> tf.data -> Keras on the driver, the evaluation, the saved artifacts."""
 
 import csv
 import os
@@ -12,11 +12,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import REPO, copy_of, limit
+from conftest import READERS, REPO, copy_of, limit, petastorm_imports
 from dlspark.config import ModelConfig
 from dlspark.layout import Layout
 from dlspark.manifest import Manifest
-from dlspark.train.data import petastorm_dataset, read_split
+from dlspark.train.data import read_split, shard_dataset
 from dlspark.train.evaluate import rank_of, top_from_scores, top_popular
 from dlspark.train.models import build_model
 
@@ -25,12 +25,22 @@ def rows_of(features, labels):
     return sorted(map(tuple, np.column_stack([features["items"], features["rules"], features["customer"], labels])))
 
 
-def test_petastorm_streams_every_row_of_a_split_once_per_epoch(trained):
+def streamed_rows(manifest, split, **reading):
+    """Every example the reader streams, as sorted rows (a multiset)."""
+    with shard_dataset(manifest, split, 1000, **reading) as batches:
+        seen = list(batches.as_numpy_iterator())
+    return rows_of(
+        {k: np.concatenate([x[k] for x, _ in seen]) for k in seen[0][0]}, np.concatenate([y for _, y in seen])
+    )
+
+
+@pytest.mark.parametrize("reader", READERS)
+def test_a_reader_streams_every_row_of_a_split_once_per_epoch(trained, reader):
     cfg, _ = trained
     manifest = Manifest.read(Layout.at(cfg.data.root).shards)
     assert len(manifest.raw["splits"]["train"]["files"][0]["row_groups"]) > 2  # several row groups to shuffle
     expected = rows_of(*read_split(manifest, "train"))
-    with petastorm_dataset(manifest, "train", 100, epochs=1, shuffle=True, seed=3) as batches:
+    with shard_dataset(manifest, "train", 100, reader=reader, epochs=1, shuffle=True, seed=3) as batches:
         seen = [(x, y) for x, y in batches.as_numpy_iterator()]
     assert all(len(y) == 100 for _, y in seen[:-1])
     streamed = rows_of(
@@ -40,22 +50,40 @@ def test_petastorm_streams_every_row_of_a_split_once_per_epoch(trained):
     assert [y for _, y in seen][0].tolist() != read_split(manifest, "train")[1][:100].tolist()  # shuffled
 
 
-def test_shards_of_a_split_are_disjoint_and_cover_it(trained):
+@pytest.mark.skipif(not petastorm_imports(), reason="Petastorm does not import with this line's pyarrow")
+@pytest.mark.parametrize("shard", [None, (0, 2), (1, 2), (1, 3)])
+def test_the_arrow_reader_streams_what_petastorm_streams_per_epoch_and_per_worker(trained, shard):
+    cfg, _ = trained
+    manifest = Manifest.read(Layout.at(cfg.data.root).shards)
+    for epoch in range(2):  # each epoch, shuffled by its own seed: the same examples, once each
+        reading = {"epochs": 1, "shuffle": True, "seed": epoch, "shard": shard, "workers": 3}
+        arrow = streamed_rows(manifest, "train", reader="arrow", **reading)
+        assert arrow == streamed_rows(manifest, "train", reader="petastorm", **reading)
+    reading = {"epochs": 3, "shuffle": True, "seed": 7, "shard": shard}
+    arrow = streamed_rows(manifest, "train", reader="arrow", **reading)
+    assert arrow == streamed_rows(manifest, "train", reader="petastorm", **reading)
+    assert len(arrow) == 3 * len(streamed_rows(manifest, "train", reader="arrow", epochs=1, shard=shard))
+
+
+@pytest.mark.parametrize("reader", READERS)
+def test_shards_of_a_split_are_disjoint_and_cover_it(trained, reader):
     cfg, _ = trained
     manifest = Manifest.read(Layout.at(cfg.data.root).shards)
     parts = []
     for index in range(2):
-        with petastorm_dataset(manifest, "train", 512, epochs=1, shard=(index, 2)) as batches:
+        with shard_dataset(manifest, "train", 512, reader=reader, epochs=1, shard=(index, 2)) as batches:
             parts.append(np.concatenate([y for _, y in batches.as_numpy_iterator()]))
     assert len(parts[0]) > 0 and len(parts[1]) > 0
     assert len(parts[0]) + len(parts[1]) == manifest.rows("train")
 
 
-def test_the_reader_is_stopped_when_the_block_fails(trained):
+@pytest.mark.parametrize("reader", READERS)
+def test_the_reader_is_stopped_when_the_block_fails(trained, reader):
     cfg, _ = trained
     manifest = Manifest.read(Layout.at(cfg.data.root).shards)
     before = threading.active_count()
-    with pytest.raises(RuntimeError, match="boom"), petastorm_dataset(manifest, "train", 64, workers=3) as batches:
+    reading = shard_dataset(manifest, "train", 64, reader=reader, workers=3)
+    with pytest.raises(RuntimeError, match="boom"), reading as batches:
         next(iter(batches))
         assert threading.active_count() >= before + 3
         raise RuntimeError("boom")

@@ -34,7 +34,7 @@ def run(ctx: StageContext) -> StageReport:
             manifest.fingerprint,
         )
     model = keras.models.load_model(paths.model)
-    evaluation = evaluate(model, manifest, ctx.cfg.train.top_k)
+    evaluation = evaluate(model, manifest, ctx.cfg.train.top_k, reader=ctx.cfg.train.reader)
     fs.write_json(ctx.output("model/evaluation.json"), evaluation)
     rows = manifest.rows("test")
     return ctx.new_report(rows_in=rows, rows_out=rows, details={"evaluation": evaluation})

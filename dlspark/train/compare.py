@@ -54,6 +54,7 @@ def compare(manifest: Manifest, challenger_dir: str, champion_dir: str, tc: Trai
             "champion": model_ranker(keras.models.load_model(champion_paths.model), k, translation),
             "unseen": lambda features, labels: (translation.products[labels] == UNKNOWN).astype(np.int64),
         },
+        reader=tc.reader,
     )
     metric = tc.promotion_metric
     differences = per_example(ranks["challenger"], metric) - per_example(ranks["champion"], metric)

@@ -1,4 +1,4 @@
-"""Training data: the shards' manifest, Petastorm streams into tf.data, and whole splits read into memory.
+"""Training data: shards streamed into tf.data (by Petastorm, or dlspark's arrow reader), and whole splits in memory.
 
 Every path yields the same features: `items` and `rules` (int32 matrices, one column per position), `customer` and
 `size` (int32, shape (n, 1)), and the `label` (int32, shape (n,)).
@@ -15,6 +15,7 @@ import numpy as np
 
 from dlspark import fs
 from dlspark.config import ModelConfig
+from dlspark.errors import ConfigError
 from dlspark.manifest import Manifest
 
 log = logging.getLogger(__name__)
@@ -42,19 +43,67 @@ def assemble(
 
 
 def _shuffled(features: dict[str, Any], label: Any, seed: int) -> tuple[dict[str, Any], Any]:
-    """The rows of one row group in a random order (Petastorm shuffles the order of row groups, not rows)."""
+    """The rows of one row group in a random order (both readers shuffle the order of row groups, not rows)."""
     import tensorflow as tf
 
     order = tf.random.shuffle(tf.range(tf.shape(label)[0]), seed=seed)
     return {k: tf.gather(v, order) for k, v in features.items()}, tf.gather(label, order)
 
 
+def resolve_reader(choice: str) -> str:
+    """The shard reader `train.reader` names: `auto` is Petastorm wherever it imports (the design's reader), else
+    dlspark's arrow reader; `petastorm` where it does not import is a ConfigError that says why and what to do."""
+    if choice == "arrow":
+        return choice
+    try:
+        import petastorm.tf_utils  # noqa: F401
+    except ImportError as err:
+        if choice == "petastorm":
+            raise ConfigError(
+                f"train.reader is petastorm, but Petastorm does not import here ({err}): it needs pyarrow < 15, "
+                "so Spark 3.5 or 4.0 (locks/spark-3.5.lock, locks/spark-4.0.lock). Set train.reader=arrow (or auto)."
+            ) from err
+        log.info("Petastorm does not import here (%s): shards are read by dlspark's arrow reader", err)
+        return "arrow"
+    return "petastorm"
+
+
 @contextmanager
-def petastorm_dataset(
+def _row_groups(
+    reader: str, manifest: Manifest, split: str, *, pool: str, workers: int, **reading: Any
+) -> Iterator[Any]:
+    """A tf.data.Dataset of a split's whole row groups (a dict of 1-D tensors per column) from the reader named."""
+    if reader == "arrow":
+        from dlspark.train.arrowreader import arrow_batches
+
+        with arrow_batches(f"{manifest.root}/{split}", manifest.fields(), threads=workers, **reading) as batches:
+            yield batches
+        return
+    from petastorm import make_batch_reader
+    from petastorm.tf_utils import make_petastorm_dataset
+
+    shard = reading.pop("shard")
+    with make_batch_reader(
+        manifest.url(split),
+        schema_fields=manifest.fields(),
+        num_epochs=reading.pop("epochs"),
+        shuffle_row_groups=reading.pop("shuffle"),
+        reader_pool_type=pool,
+        workers_count=workers,
+        cur_shard=shard[0] if shard else None,
+        shard_count=shard[1] if shard else None,
+        **reading,
+    ) as stream:
+        yield make_petastorm_dataset(stream).map(lambda batch: batch._asdict())
+
+
+@contextmanager
+def shard_dataset(
     manifest: Manifest,
     split: str,
     batch_size: int,
     *,
+    reader: str = "auto",
     epochs: int | None = None,
     shuffle: bool = False,
     seed: int = 0,
@@ -64,31 +113,27 @@ def petastorm_dataset(
     shard: tuple[int, int] | None = None,
     inputs: tuple[str, ...] = FEATURES,
 ) -> Iterator[Any]:
-    """A tf.data.Dataset of (features, label) batches streamed from one split by Petastorm.
+    """A tf.data.Dataset of (features, label) batches streamed from one split by Petastorm or the arrow reader.
 
     `epochs=None` repeats forever (pair it with steps_per_epoch). `shard=(index, count)` reads every count-th row
-    group only (a distributed worker's part). The reader is stopped and joined when the `with` block ends, on
-    every path out.
+    group only (a distributed worker's part). `pool` is Petastorm's pool kind; `workers` the reader's threads. The
+    reader is stopped and joined when the `with` block ends, on every path out.
     """
     import tensorflow as tf
-    from petastorm import make_batch_reader
-    from petastorm.tf_utils import make_petastorm_dataset
 
-    cur_shard, shard_count = shard if shard else (None, None)
-    with make_batch_reader(
-        manifest.url(split),
-        schema_fields=manifest.fields(),
-        num_epochs=epochs,
-        shuffle_row_groups=shuffle,
+    with _row_groups(
+        resolve_reader(reader),
+        manifest,
+        split,
+        pool=pool,
+        workers=workers,
+        epochs=epochs,
+        shuffle=shuffle,
         seed=seed,
-        reader_pool_type=pool,
-        workers_count=workers,
-        cur_shard=cur_shard,
-        shard_count=shard_count,
-    ) as reader:
-        dataset = make_petastorm_dataset(reader).map(
-            lambda batch: assemble(lambda name: getattr(batch, name), manifest, inputs, tf),
-            num_parallel_calls=tf.data.AUTOTUNE,
+        shard=shard,
+    ) as groups:
+        dataset = groups.map(
+            lambda batch: assemble(lambda name: batch[name], manifest, inputs, tf), num_parallel_calls=tf.data.AUTOTUNE
         )
         if shuffle:
             dataset = dataset.map(lambda x, y: _shuffled(x, y, seed))

@@ -211,7 +211,7 @@ def check_cluster(spark: SparkSession, cfg: PipelineConfig) -> int:
     conf = dict(sc.getConf().getAll())
     check_settings(conf)
     _wait_for_slots(sc, cfg.train.workers, cfg.train.slots_wait_s)
-    _probe_executors(sc, cfg.train.workers)
+    _probe_executors(sc, cfg.train.workers, cfg.train.reader)
     return int(conf.get("spark.task.cpus") or "1")
 
 
@@ -278,10 +278,12 @@ def _wait_for_slots(sc: Any, workers: int, wait_s: float) -> None:
         )
 
 
-def _probe_executors(sc: Any, workers: int) -> None:
-    """Run a task per worker that imports dlspark and finds TensorFlow, Keras and Petastorm, as training will."""
+def _probe_executors(sc: Any, workers: int, reader: str) -> None:
+    """Run a task per worker that imports dlspark and finds TensorFlow and Keras (and Petastorm, where train.reader
+    names it), as training will."""
+    modules = ["tensorflow", "keras", *(["petastorm"] if reader == "petastorm" else [])]
     try:
-        found = sc.parallelize(range(workers), workers).map(probe).collect()
+        found = sc.parallelize(range(workers), workers).map(lambda _: probe(modules)).collect()
     except Exception as err:  # noqa: BLE001  (the executors' Python could not even load the task)
         raise ClusterError(
             f"the executors' Python cannot import dlspark ({failure_reason(err, [])}). Install dlspark and its "

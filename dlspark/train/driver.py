@@ -18,7 +18,7 @@ from dlspark import fs
 from dlspark.config import PipelineConfig
 from dlspark.digest import short_hash
 from dlspark.manifest import Manifest
-from dlspark.train.data import model_inputs, petastorm_dataset, read_split
+from dlspark.train.data import model_inputs, read_split, shard_dataset
 from dlspark.train.determinism import make_deterministic, reader_workers
 from dlspark.train.results import TrainResult
 
@@ -125,10 +125,11 @@ def train(cfg: PipelineConfig, manifest: Manifest, paths: ModelPaths, warm_from:
         )
     steps = max(1, -(-manifest.rows("train") // tc.batch_size))
     validation = read_split(manifest, "val", inputs)
-    with petastorm_dataset(
+    with shard_dataset(
         manifest,
         "train",
         tc.batch_size,
+        reader=tc.reader,
         shuffle=tc.shuffle_row_groups,
         seed=tc.seed,
         pool=tc.reader_pool,

@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from dlspark.manifest import PAD, UNKNOWN, Manifest
-from dlspark.train.data import FEATURES, petastorm_dataset
+from dlspark.train.data import FEATURES, shard_dataset
 
 log = logging.getLogger(__name__)
 
@@ -30,11 +30,15 @@ def rank_of(labels: np.ndarray, ranked: np.ndarray) -> np.ndarray:
 
 
 def top_from_scores(scores: np.ndarray, items: np.ndarray, k: int) -> np.ndarray:
-    """The k best product indexes per row, excluding padding, 'unknown' and the row's own items."""
+    """The k best product indexes per row, excluding padding, 'unknown' and the row's own items; equal scores go to
+    the lower index (the more bought product), so the result does not depend on numpy's partition algorithm."""
     scores = np.array(scores, dtype=np.float32, copy=True)
     scores[:, [PAD, UNKNOWN]] = -np.inf
     np.put_along_axis(scores, items, -np.inf, axis=1)
-    top = np.argpartition(-scores, k - 1, axis=1)[:, :k]
+    kth = np.partition(scores, -k, axis=1)[:, -k, None]  # each row's k-th best score
+    above, tied = scores > kth, scores == kth
+    chosen = above | (tied & (np.cumsum(tied, axis=1) <= k - above.sum(axis=1, keepdims=True)))
+    top = np.nonzero(chosen)[1].reshape(len(scores), k)  # exactly k per row, in index order
     order = np.argsort(-np.take_along_axis(scores, top, axis=1), axis=1, kind="stable")
     return np.take_along_axis(top, order, axis=1)
 
@@ -113,12 +117,14 @@ def baseline_rankers(manifest: Manifest, k: int) -> dict[str, Ranker]:
     }
 
 
-def score_test_split(manifest: Manifest, rankers: dict[str, Ranker], batch_size: int = 2048) -> dict[str, np.ndarray]:
+def score_test_split(
+    manifest: Manifest, rankers: dict[str, Ranker], batch_size: int = 2048, reader: str = "auto"
+) -> dict[str, np.ndarray]:
     """Every ranker's rank of each test example's label (1..k, 0: not in its top k), in one pass over the test
     split: the same examples in the same order for all, so their ranks pair up. A label outside the training
     vocabulary is a miss for every ranker."""
     ranks: dict[str, list[np.ndarray]] = {name: [] for name in rankers}
-    with petastorm_dataset(manifest, "test", batch_size, epochs=1, inputs=FEATURES) as batches:
+    with shard_dataset(manifest, "test", batch_size, reader=reader, epochs=1, inputs=FEATURES) as batches:
         for features, labels in batches.as_numpy_iterator():
             for name, rank in rankers.items():
                 ranks[name].append(np.where(labels == UNKNOWN, 0, rank(features, labels)))
@@ -144,8 +150,11 @@ def metrics(ranks: np.ndarray, ks: list[int]) -> dict[str, float]:
     return {name: round(float(per_example(ranks, name).mean()) if len(ranks) else 0.0, 4) for name in names}
 
 
-def evaluate(model: Any, manifest: Manifest, ks: list[int], batch_size: int = 2048) -> dict[str, Any]:
-    """Stream the test split through Petastorm once and score the model, the rules and popularity on it."""
+def evaluate(
+    model: Any, manifest: Manifest, ks: list[int], batch_size: int = 2048, reader: str = "auto"
+) -> dict[str, Any]:
+    """Stream the test split once (train.reader's reader) and score the model, the rules and popularity on it."""
     k = max(ks)
-    ranks = score_test_split(manifest, {"model": model_ranker(model, k), **baseline_rankers(manifest, k)}, batch_size)
+    rankers = {"model": model_ranker(model, k), **baseline_rankers(manifest, k)}
+    ranks = score_test_split(manifest, rankers, batch_size, reader)
     return {"examples": len(ranks["model"]), "metrics": {name: metrics(r, ks) for name, r in ranks.items()}}

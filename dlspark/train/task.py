@@ -146,12 +146,13 @@ def _exit_text(code: int | None) -> str:
     return f"exited with code {code}" if code else "exited without a result"
 
 
-def probe(_: Any) -> tuple[str, str, list[str]]:
+def probe(modules: list[str]) -> tuple[str, str, list[str]]:
+    """(host, Python, which of `modules` it cannot find): run in a task, before training."""
     import importlib.util
 
     import dlspark  # noqa: F401
 
-    gone = [name for name in ("tensorflow", "keras", "petastorm") if importlib.util.find_spec(name) is None]
+    gone = [name for name in modules if importlib.util.find_spec(name) is None]
     return socket.gethostname(), sys.executable, gone
 
 

@@ -301,16 +301,18 @@ def _epochs(
 
 @contextmanager
 def _distributed_batches(strategy: Any, manifest: Any, tc: Any, spec: Spec, inputs: tuple[str, ...]) -> Iterator[Any]:
-    """An iterator over this worker's Petastorm shard, repeated forever (the steps per epoch bound each epoch)."""
+    """An iterator over this worker's shard (train.reader's reader), repeated forever (the steps per epoch bound each
+    epoch)."""
     import tensorflow as tf
 
-    from dlspark.train.data import petastorm_dataset
+    from dlspark.train.data import shard_dataset
     from dlspark.train.determinism import reader_workers
 
-    with petastorm_dataset(
+    with shard_dataset(
         manifest,
         "train",
         spec.per_worker_batch,
+        reader=tc.reader,
         shuffle=tc.shuffle_row_groups,
         seed=tc.seed + spec.rank,
         pool=tc.reader_pool,
