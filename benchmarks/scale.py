@@ -13,13 +13,19 @@ from __future__ import annotations
 
 import argparse
 import glob
+import io
 import json
 import logging
 import math
 import shutil
 import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import TextIO
+
+import pyarrow as pa
 
 from dlspark.config import SparkConfig, load_config
 from dlspark.demo.generate import generate
@@ -40,7 +46,8 @@ def run_size(lines: int, days: int) -> dict:
     cfg = load_config(
         REPO / "conf" / "local.yaml",
         [f"data.root={root}", f"generate.orders={orders}", f"generate.days={days}", "train.epochs=1"]
-        + ["train.patience=null", "spark.conf.spark.eventLog.enabled=true", f"spark.conf.spark.eventLog.dir={events}"],
+        + ["train.patience=null", "spark.conf.spark.eventLog.enabled=true", f"spark.conf.spark.eventLog.dir={events}"]
+        + ["spark.conf.spark.eventLog.compression.codec=zstd"],  # compressed from 4.0 on; zstd is what pyarrow reads
     )
     spark_cfg = SparkConfig(**{**cfg.spark.model_dump(), "master": "local[*]"})
     windows: dict[str, tuple[float, float]] = {}
@@ -66,11 +73,30 @@ def run_size(lines: int, days: int) -> dict:
     return {"lines": summary["raw_records_total"], "orders": orders, "stages": stages}
 
 
+def event_files(events: Path) -> list[str]:
+    """The event log files under `events`: one file per application (Spark 3.5's default), or the parts of a rolled
+    log (`eventlog_v2_<app>/events_<n>_<app>[.zstd]`, the default from Spark 4.0), skipping rolling's appstatus files."""
+    logs = glob.glob(str(events / "*")) + glob.glob(str(events / "eventlog_v2_*" / "events_*"))
+    return sorted(log for log in logs if Path(log).is_file() and not Path(log).name.startswith("appstatus_"))
+
+
+@contextmanager
+def log_lines(log: str) -> Iterator[TextIO]:
+    """The lines of an event log file, decompressed where Spark compressed it (zstd, the default codec from 4.0;
+    Spark's lz4 and snappy codecs write framings of their own, so the benchmark asks for zstd on every line)."""
+    raw = pa.OSFile(log, "rb")
+    stream = pa.CompressedInputStream(raw, "zstd") if log.endswith(".zstd") else raw
+    try:
+        yield io.TextIOWrapper(stream, encoding="utf-8")
+    finally:
+        stream.close()
+
+
 def shuffle_bytes(events: Path, windows: dict[str, tuple[float, float]]) -> dict[str, int]:
     """Shuffle bytes written by the tasks that finished inside each stage's time window (from the event log)."""
     written = dict.fromkeys(windows, 0)
-    for log in glob.glob(str(events / "*")):
-        with open(log) as lines:
+    for log in event_files(events):
+        with log_lines(log) as lines:
             for line in lines:
                 if '"SparkListenerTaskEnd"' not in line:
                     continue

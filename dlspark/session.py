@@ -12,6 +12,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+import pyspark
 from pyspark.sql import SparkSession
 
 from dlspark.config import SparkConfig
@@ -19,20 +20,34 @@ from dlspark.config import SparkConfig
 log = logging.getLogger(__name__)
 LOG4J2 = Path(__file__).with_name("log4j2.properties").as_uri()
 
-# Settings every dlspark session needs, whatever the environment; conf files may override them.
+# Settings every dlspark session needs, whatever the environment; conf files may override them. ANSI SQL mode is
+# left as the cluster sets it (on by default from Spark 4.0): dlspark's casts and parses are right either way.
 DEFAULTS = {
     "spark.sql.session.timeZone": "UTC",
-    "spark.sql.legacy.timeParserPolicy": "CORRECTED",
     "spark.sql.parquet.compression.codec": "snappy",
-    # Times are stored as they are (proleptic Gregorian): no rebase to the Julian calendar, and no failure on an
-    # ancient time (clean quarantines times outside clean.min_date..max_date anyway).
+    # Barrier training: a task that dies before the others meet it must not hold them for Spark's default year.
+    "spark.barrier.sync.timeout": "600s",
+}
+# Spark 4.0 made these the defaults; on 3.5 they are set. Times are parsed by the current (java.time) parser and
+# stored as they are (proleptic Gregorian): no rebase to the Julian calendar, and no failure on an ancient time
+# (clean quarantines times outside clean.min_date..max_date anyway).
+SPARK_3_DEFAULTS = {
+    "spark.sql.legacy.timeParserPolicy": "CORRECTED",
     "spark.sql.parquet.datetimeRebaseModeInWrite": "CORRECTED",
     "spark.sql.parquet.int96RebaseModeInWrite": "CORRECTED",
     "spark.sql.parquet.datetimeRebaseModeInRead": "CORRECTED",
     "spark.sql.parquet.int96RebaseModeInRead": "CORRECTED",
-    # Barrier training: a task that dies before the others meet it must not hold them for Spark's default year.
-    "spark.barrier.sync.timeout": "600s",
 }
+
+
+def spark_major(version: str = pyspark.__version__) -> int:
+    """The major version of a Spark version string ("3.5.9" -> 3)."""
+    return int(version.split(".")[0])
+
+
+def defaults(version: str = pyspark.__version__) -> dict[str, str]:
+    """dlspark's settings for a Spark version: only those that are not already Spark's own defaults there."""
+    return {**DEFAULTS, **(SPARK_3_DEFAULTS if spark_major(version) < 4 else {})}
 
 
 def under_spark_submit() -> bool:
@@ -51,7 +66,7 @@ def build_session(cfg: SparkConfig) -> SparkSession:
     builder = SparkSession.builder.appName(cfg.app_name)
     if not under_spark_submit():
         builder = builder.master(cfg.master)
-    settings = {**DEFAULTS, "spark.ui.showConsoleProgress": str(sys.stderr.isatty()).lower(), **cfg.conf}
+    settings = {**defaults(), "spark.ui.showConsoleProgress": str(sys.stderr.isatty()).lower(), **cfg.conf}
     if python:
         settings["spark.pyspark.python"] = python
     if not under_spark_submit() and "spark.driver.extraJavaOptions" not in settings:
@@ -96,18 +111,20 @@ def spark_session(cfg: SparkConfig) -> Iterator[SparkSession]:
     try:
         yield spark
     finally:
-        jvm = spark.sparkContext._jvm
+        # Spark 4.0 made the barrier timer a daemon thread (SPARK-46895): the workaround is for 3.x only
+        jvm = spark.sparkContext._jvm if spark_major(spark.version) < 4 and under_spark_submit() else None
         spark.stop()
-        if under_spark_submit():
+        if jvm is not None:
             _cancel_barrier_timer(jvm)
 
 
 def _cancel_barrier_timer(jvm: Any) -> None:
-    """Let spark-submit's JVM exit after a barrier job in local mode.
+    """Let spark-submit's JVM exit after a barrier job in local mode, on Spark 3.x.
 
     Spark 3.5 keeps a non-daemon java.util.Timer in BarrierTaskContext's companion object; when the tasks ran in
     the driver's JVM (local mode), that thread keeps the JVM alive after the application ends (the same family
-    of bug as SPARK-49479). Only called once the session has stopped, when no barrier task can need it again.
+    of bug as SPARK-49479; fixed in 4.0 by SPARK-46895). Only called once the session has stopped, when no
+    barrier task can need it again. No public API reaches that timer: the JVM gateway (`_jvm`) is the only way.
     """
     try:
         companion = getattr(getattr(jvm.org.apache.spark, "BarrierTaskContext$"), "MODULE$")
