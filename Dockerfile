@@ -1,21 +1,25 @@
 # One image for every docker-compose service (master, workers, pipeline, scheduler, report): Debian's Python 3.11
-# and OpenJDK 17, and one virtual environment with the runtime stack of requirements-runtime.lock and dlspark.
-# Spark is pyspark's own (its jars are in the wheel), so master, workers and driver run exactly the locked version.
+# and OpenJDK 17, and one virtual environment with the runtime stack of one Spark line (locks/spark-LINE-runtime.lock)
+# and dlspark. Spark is pyspark's own (its jars are in the wheel), so master, workers and driver run the locked version.
 #   docker compose build                  (pulls debian:bookworm-slim, installs from the package index)
+#   SPARK_LINE=3.5 docker compose build   (another Spark line: 3.5, 4.0 (the default) or 4.3; docker build takes
+#                                          --build-arg SPARK_LINE=3.5)
 #   docker/wheelhouse.sh && docker compose build   (installs from docker/wheelhouse/ alone, with --no-index)
 # Where no image registry is reachable, docker/base-image.sh makes debian:bookworm-slim locally.
 ARG BASE=debian:bookworm-slim
+ARG SPARK_LINE=4.0
 
 FROM ${BASE} AS build
+ARG SPARK_LINE
 RUN apt-get update \
     && apt-get install -y --no-install-recommends python3 python3-venv \
     && rm -rf /var/lib/apt/lists/*
 # docker/wheelhouse* matches nothing when there is no wheelhouse: then the lock alone is copied
-COPY requirements-runtime.lock docker/wheelhouse* /tmp/wheels/
+COPY locks/spark-${SPARK_LINE}-runtime.lock docker/wheelhouse* /tmp/wheels/
 RUN python3 -m venv /opt/dlspark/.venv \
     && if ls /tmp/wheels/*.whl >/dev/null 2>&1; then index="--no-index --find-links /tmp/wheels"; else index=""; fi \
     && /opt/dlspark/.venv/bin/pip install --no-cache-dir --disable-pip-version-check $index \
-       -r /tmp/wheels/requirements-runtime.lock
+       -r /tmp/wheels/spark-${SPARK_LINE}-runtime.lock
 COPY pyproject.toml README.md /tmp/src/
 COPY dlspark /tmp/src/dlspark
 # TensorFlow's C++ headers (290 MB) serve only to compile custom ops: not kept

@@ -100,17 +100,28 @@ def build_image(log: Path) -> dict[str, float]:
         check([REPO / "docker" / "wheelhouse.sh"], log, env={**os.environ, "PYTHON": sys.executable})
         seconds["wheelhouse"] = time.monotonic() - started
     started = time.monotonic()
-    check(["docker", "build", "--network", "host", "-t", IMAGE, str(REPO)], log)
+    build = ["docker", "build", "--network", "host", "--build-arg", f"SPARK_LINE={image_line()}", "-t", IMAGE]
+    check([*build, str(REPO)], log)
     seconds["image"] = time.monotonic() - started
     return {step: round(value, 1) for step, value in seconds.items()}
 
 
 def _wheelhouse_complete() -> bool:
-    """Whether docker/wheelhouse/ holds a wheel of every pin of requirements-runtime.lock."""
-    lines = (REPO / "requirements-runtime.lock").read_text().splitlines()
+    """Whether docker/wheelhouse/ holds a wheel of every pin of the image's runtime lock."""
+    lines = runtime_lock().read_text().splitlines()
     pins = [line.split("==") for line in lines if "==" in line and not line.startswith("#")]
     wheels = {tuple(path.name.lower().split("-")[:2]) for path in (REPO / "docker" / "wheelhouse").glob("*.whl")}
     return all((re.sub(r"[-_.]+", "_", name).lower(), version) in wheels for name, version in pins)
+
+
+def image_line() -> str:
+    """The Spark line the image is built for: SPARK_LINE, as docker-compose.yml reads it, else the Dockerfile's."""
+    default = re.search(r"^ARG SPARK_LINE=(\S+)$", (REPO / "Dockerfile").read_text(), re.M)
+    return os.environ.get("SPARK_LINE") or (default.group(1) if default else "")
+
+
+def runtime_lock() -> Path:
+    return REPO / "locks" / f"spark-{image_line()}-runtime.lock"
 
 
 def image_size(image: str = IMAGE) -> int:

@@ -19,7 +19,7 @@ import pytest
 import yaml
 from dockerhost import ARTIFACTS, check, run
 
-from conftest import REPO, free_port, limit
+from conftest import LINES, REPO, free_port, limit
 from dlspark.stages import STAGES as REGISTRY
 
 STAGES = list(REGISTRY.names)
@@ -43,17 +43,32 @@ def test_the_compose_file_follows_the_compose_spec_and_publishes_on_loopback_onl
     assert all(service["network_mode"] == "host" and "ports" not in service for service in tests.values())
     dockerfile = (REPO / "Dockerfile").read_text()
     assert "FROM ${BASE}" in dockerfile and "ARG BASE=debian:bookworm-slim" in dockerfile
-    assert "USER dlspark" in dockerfile and "requirements-runtime.lock" in dockerfile
+    assert "USER dlspark" in dockerfile and "locks/spark-${SPARK_LINE}-runtime.lock" in dockerfile
 
 
-def test_the_runtime_lock_pins_what_the_full_lock_pins():
-    def pins(name: str) -> dict[str, str]:
-        lines = (REPO / name).read_text().splitlines()
-        return dict(line.split("==") for line in lines if "==" in line and not line.startswith("#"))
+def pins(lock: Path) -> dict[str, str]:
+    lines = lock.read_text().splitlines()
+    return dict(line.split("==") for line in lines if "==" in line and not line.startswith("#"))
 
-    runtime, full = pins("requirements-runtime.lock"), pins("requirements.lock")
+
+@pytest.mark.parametrize("line", LINES)
+def test_each_lines_runtime_lock_pins_what_its_full_lock_pins(line):
+    runtime, full = pins(REPO / "locks" / f"spark-{line}-runtime.lock"), pins(REPO / "locks" / f"spark-{line}.lock")
     assert runtime and {name: full.get(name) for name in runtime} == runtime
     assert not {"pytest", "mypy", "ruff", "mlxtend"} & set(runtime)  # the image holds no development tools
+    assert full["pyspark"].startswith(f"{line}.")
+
+
+def test_every_place_that_picks_a_spark_line_picks_the_same_default():
+    dev = re.search(r"^DEFAULT_LINE=(\S+)", (REPO / "dev").read_text(), re.M)
+    compose = re.fullmatch(
+        r"\$\{SPARK_LINE:-(\S+)\}",
+        yaml.safe_load((REPO / "docker-compose.yml").read_text())["x-dlspark"]["build"]["args"]["SPARK_LINE"],
+    )
+    wheelhouse = re.search(r"SPARK_LINE:-([0-9.]+)", (REPO / "docker" / "wheelhouse.sh").read_text())
+    assert dev and compose and wheelhouse
+    defaults = {dev.group(1), compose.group(1), wheelhouse.group(1), dockerhost.image_line()}
+    assert len(defaults) == 1 and defaults <= set(LINES), defaults
 
 
 @pytest.fixture(scope="module")

@@ -11,7 +11,7 @@ import random
 import pytest
 from test_hostile_inputs import CASES, MARKETPLACE, write_case
 
-from conftest import make_config
+from conftest import ansi_mode, make_config
 
 # Bytes that change how a file is read: quotes, NUL, carriage returns, byte-order marks, undecodable bytes,
 # delimiters, JSON brackets, a gzip magic number.
@@ -38,7 +38,8 @@ def mutate(data: bytes, generator: random.Random) -> bytes:
     return gzip.compress(bytes(data)) if generator.random() < 0.1 else bytes(data)
 
 
-def test_mutated_files_are_read_without_a_crash_and_every_record_is_accounted_for(spark, tmp_path):
+@pytest.mark.parametrize("ansi", [True, False], ids=["ansi-on", "ansi-off"])
+def test_mutated_files_are_read_without_a_crash_and_every_record_is_accounted_for(spark, tmp_path, ansi):
     from dlspark.pipeline import run_stages
 
     generator = random.Random(int(os.environ.get("DLSPARK_FUZZ_SEED", "2026")))
@@ -48,7 +49,8 @@ def test_mutated_files_are_read_without_a_crash_and_every_record_is_accounted_fo
         raw = data.encode() if isinstance(data, str) else data
         write_case(tmp_path, f"m{i:03d}-{name}", feed, mutate(raw, generator))
     cfg = make_config(tmp_path, MARKETPLACE)
-    ingest, clean, dedup = run_stages(["ingest", "clean", "dedup"], spark, cfg)
+    with ansi_mode(spark, ansi):
+        ingest, clean, dedup = run_stages(["ingest", "clean", "dedup"], spark, cfg)
     assert ingest.details["files"] == files
     assert ingest.rows_in > files  # records were found, not only whole files quarantined
     assert all(report.balanced() for report in (ingest, clean, dedup))

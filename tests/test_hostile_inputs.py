@@ -17,7 +17,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from conftest import make_config
+from conftest import ansi_mode, make_config
 from dlspark.rawfiles import (
     WHITESPACE,
     FileSummary,
@@ -35,8 +35,8 @@ DAY = "2026-01-05"
 HEADER = ["line_id", "receipt_no", "store_id", "loyalty_card", "plu", "description", "dept", "qty", "price", "sold_at"]
 
 
-def till(event_id, name="WHOLE MILK 1 L", qty="2", time="05/01/2026 10:00:00", plu="T100", header=HEADER):
-    values = dict(zip(HEADER, [event_id, "O1", "S01", "C1", plu, name, "DAIRY", qty, "1.20", time], strict=True))
+def till(event_id, name="WHOLE MILK 1 L", qty="2", time="05/01/2026 10:00:00", plu="T100", header=HEADER, price="1.20"):
+    values = dict(zip(HEADER, [event_id, "O1", "S01", "C1", plu, name, "DAIRY", qty, price, time], strict=True))
     return [values[name] for name in header]
 
 
@@ -151,6 +151,42 @@ CASES = {
         0,
         {"quantity_too_large": 1, "non_positive_quantity": 1},
     ),
+    # values past every type's range, which a plain cast refuses under ANSI mode (the default from Spark 4.0)
+    "extreme_values.csv": (
+        "tills",
+        csv_text(
+            till("X1", qty="1e308"),
+            till("X2", price="1e20"),
+            till("X3", price="1e308"),
+            till("X4", time="01/01/0001 00:00:00"),
+            till("X5", qty="99999999999999999999"),
+            till("X6", price="12345678901.999"),
+            till("X7"),
+        ),
+        1,
+        {"quantity_too_large": 2, "price_too_large": 3, "time_out_of_range": 1},
+    ),
+    "extreme_values.jsonl": (
+        "web",
+        "\n".join(
+            [
+                web("XJ1", qty=1e308),
+                web("XJ2", price=1e20),
+                web("XJ3", ts="0001-01-01T00:00:00Z"),
+                web("XJ4", qty=10**30, price=-(10**30)),
+                web("XJ5"),
+            ]
+        ),
+        1,
+        {"quantity_too_large": 2, "price_too_large": 1, "time_out_of_range": 1},
+    ),
+    "extreme_values.parquet": (
+        "marketplace",
+        market("PX", amount=[1e20, 2.5], at=pa.array([T, dt.datetime(1, 1, 1)], pa.timestamp("us"))),
+        0,
+        {"price_too_large": 1, "time_out_of_range": 1},
+    ),
+    "extreme_units.parquet": ("marketplace", market("PU", units=pa.array([2**62, 2])), 1, {"quantity_too_large": 1}),
     "latin1.csv": ("tills", csv_text(till("Q1", "CR\u00c8ME")).encode("latin-1"), 0, {"invalid_utf8": 1}),
     "nul_in_a_record.csv": ("tills", csv_text(till("R1", "MI\x00LK"), till("R2")), 1, {"unparseable_record": 1}),
     "gzipped.csv.gz": ("tills", gzip.compress(csv_text(till("S1")).encode()), 1, {}),
@@ -231,9 +267,10 @@ def write_case(root, name, feed, data):
     (folder / name).write_bytes(data.encode() if isinstance(data, str) else data)
 
 
-@pytest.fixture(scope="module")
-def hostile(spark, tmp_path_factory):
-    """Every case's file in one data root (with a Parquet feed), through ingest and clean: (root, reports)."""
+@pytest.fixture(scope="module", params=[True, False], ids=["ansi-on", "ansi-off"])
+def hostile(spark, tmp_path_factory, request):
+    """Every case's file in one data root (with a Parquet feed), through ingest and clean, with Spark's ANSI SQL mode
+    on (Spark 4's default) and off (3.5's), as a user's cluster may set it: (root, reports)."""
     from dlspark.pipeline import run_stages
 
     root = tmp_path_factory.mktemp("hostile")
@@ -245,7 +282,8 @@ def hostile(spark, tmp_path_factory):
         "id string, ord string, units string, amount string, at string",
     ).coalesce(1).write.parquet(str(marketplace / "no_item_column"))
     cfg = make_config(root, MARKETPLACE, "ingest.max_file_mb=1")
-    reports = {r.stage: r for r in run_stages(["ingest", "clean"], spark, cfg)}
+    with ansi_mode(spark, request.param):
+        reports = {r.stage: r for r in run_stages(["ingest", "clean"], spark, cfg)}
     return root, reports
 
 
