@@ -75,7 +75,7 @@ def run_size(lines: int, days: int) -> dict:
 
 def event_files(events: Path) -> list[str]:
     """The event log files under `events`: one file per application (Spark 3.5's default), or the parts of a rolled
-    log (`eventlog_v2_<app>/events_<n>_<app>[.zstd]`, the default from Spark 4.0), skipping rolling's appstatus files."""
+    log (`eventlog_v2_<app>/events_<n>_<app>[.zstd]`, the default from Spark 4.0), without its appstatus files."""
     logs = glob.glob(str(events / "*")) + glob.glob(str(events / "eventlog_v2_*" / "events_*"))
     return sorted(log for log in logs if Path(log).is_file() and not Path(log).name.startswith("appstatus_"))
 

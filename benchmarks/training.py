@@ -1,12 +1,15 @@
-"""Benchmark: Petastorm against a plain pyarrow read, and Keras training fed by Petastorm against from memory.
+"""Benchmark: the shard readers (dlspark's arrow reader, and Petastorm where it imports) against a plain pyarrow read,
+and Keras training fed by each reader against from memory.
 
-    .venv/bin/python benchmarks/training.py                                  # 2M rows, 16 files
-    .venv/bin/python benchmarks/training.py --rows 500000 --row-groups 16384 65536 131072
+    ./dev bench training                                  # 2M rows, 16 files
+    ./dev bench training --rows 500000 --row-groups 16384 65536 131072
+    ./dev --spark 4.3 bench training                      # a line without Petastorm: the arrow reader alone
 
 Shards are synthetic but in the exact layout the shards stage writes (int32 scalar columns item_00..item_15,
 rule_00..rule_09, customer, size, label; row groups of a fixed number of rows). The same rows are also written
 with the arrays as list columns, the layout Petastorm converts row by row, to show what the layout is worth.
-Every figure of one run is measured on the same files, one after another, in one process.
+Every figure of one run is measured on the same files in one process; the readers take turns, `--repeats` times,
+and each figure is the median of its turns.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ from __future__ import annotations
 import argparse
 import logging
 import shutil
+import statistics
 import tempfile
 import time
 import warnings
@@ -24,7 +28,7 @@ import numpy as np
 
 from dlspark.config import ModelConfig
 from dlspark.manifest import Manifest, columns
-from dlspark.train.data import FEATURES, model_inputs, petastorm_dataset, read_split
+from dlspark.train.data import FEATURES, model_inputs, read_split, resolve_reader, shard_dataset
 from dlspark.train.models import build_model
 
 WIDTH, RULES, PRODUCTS, CUSTOMERS = 16, 10, 302, 2000
@@ -101,10 +105,10 @@ def pyarrow_rate(manifest: Manifest, rows: int) -> float:
     return rows / seconds
 
 
-def petastorm_rate(manifest: Manifest, rows: int, batch: int, pool: str, workers: int) -> float:
+def reader_rate(manifest: Manifest, rows: int, batch: int, reader: str, pool: str, workers: int) -> float:
     def run() -> int:
         seen = 0
-        with petastorm_dataset(manifest, "train", batch, epochs=1, pool=pool, workers=workers) as batches:
+        with shard_dataset(manifest, "train", batch, reader=reader, epochs=1, pool=pool, workers=workers) as batches:
             for _, labels in batches:
                 seen += int(labels.shape[0])
         return seen
@@ -180,12 +184,15 @@ def main() -> None:
     parser.add_argument("--files", type=int, default=16)
     parser.add_argument("--row-groups", type=int, nargs="+", default=[65_536], help="rows per row group to compare")
     parser.add_argument("--batch", type=int, default=1024)
-    parser.add_argument("--workers", type=int, default=2, help="Petastorm reader workers")
+    parser.add_argument("--workers", type=int, default=2, help="reader threads (Petastorm's workers)")
     parser.add_argument("--steps", type=int, default=400, help="training steps timed per feed (after 50 untimed)")
+    parser.add_argument("--repeats", type=int, default=3, help="turns of each reader; figures are medians")
     args = parser.parse_args()
 
     import tensorflow as tf
 
+    petastorm = resolve_reader("auto") == "petastorm"
+    feeds = [("arrow", "thread"), *([("petastorm", "thread"), ("petastorm", "process")] if petastorm else [])]
     data = synthetic(args.rows)
     work = Path(tempfile.mkdtemp(prefix="dlspark-bench-"))
     results: list[tuple[str, float, str]] = []
@@ -196,15 +203,21 @@ def main() -> None:
             manifest = manifest_for(root, args.rows)
             base = pyarrow_rate(manifest, args.rows)
             results.append((f"pyarrow read into numpy (row groups {row_group:,})", base, "1.00"))
-            for pool in ("thread", "process"):
-                rate = petastorm_rate(manifest, args.rows, args.batch, pool, args.workers)
-                results.append(
-                    (f"make_batch_reader {pool} pool -> tf.data, scalar columns", rate, f"{rate / base:.2f}")
-                )
-            lists = work / f"lists-{row_group}"
-            write_shards(data, lists / "train", args.files, row_group, lists=True)
-            rate = petastorm_list_rate(lists, args.rows, args.batch, args.workers)
-            results.append(("make_batch_reader thread pool -> tf.data, list columns", rate, f"{rate / base:.2f}"))
+            turns: dict[tuple[str, str], list[float]] = {feed: [] for feed in feeds}
+            for _ in range(args.repeats):
+                for reader, pool in feeds:
+                    turns[reader, pool].append(reader_rate(manifest, args.rows, args.batch, reader, pool, args.workers))
+            rates = {feed: statistics.median(values) for feed, values in turns.items()}
+            for (reader, pool), rate in rates.items():
+                name = "arrow reader (threads)" if reader == "arrow" else f"Petastorm make_batch_reader, {pool} pool"
+                results.append((f"{name} -> tf.data, scalar columns", rate, f"{rate / base:.2f}"))
+            if petastorm:
+                arrow, thread = rates["arrow", "thread"], rates["petastorm", "thread"]
+                results.append(("arrow reader / Petastorm thread pool", arrow, f"{arrow / thread:.2f}"))
+                lists = work / f"lists-{row_group}"
+                write_shards(data, lists / "train", args.files, row_group, lists=True)
+                rate = petastorm_list_rate(lists, args.rows, args.batch, args.workers)
+                results.append(("Petastorm thread pool -> tf.data, list columns", rate, f"{rate / base:.2f}"))
 
         root = work / f"columns-{args.row_groups[0]}"
         manifest = manifest_for(root, args.rows)
@@ -213,14 +226,15 @@ def main() -> None:
         memory = tf.data.Dataset.from_tensor_slices((features, labels)).batch(args.batch).repeat().prefetch(4)
         steps = args.steps + 50
         in_memory = training_rate(memory, steps, 50, args.batch)
-        with petastorm_dataset(manifest, "train", args.batch, shuffle=True, inputs=inputs) as streamed:
-            fed = training_rate(streamed, steps, 50, args.batch)
         results.append(("Keras fit, default model, fed from memory (samples/s)", in_memory, "1.00"))
-        results.append(("Keras fit, default model, fed by Petastorm (samples/s)", fed, f"{fed / in_memory:.2f}"))
+        for reader in ("arrow", *(["petastorm"] if petastorm else [])):
+            with shard_dataset(manifest, "train", args.batch, reader=reader, shuffle=True, inputs=inputs) as streamed:
+                fed = training_rate(streamed, steps, 50, args.batch)
+            results.append((f"Keras fit, default model, fed by the {reader} reader", fed, f"{fed / in_memory:.2f}"))
     finally:
         shutil.rmtree(work, ignore_errors=True)
 
-    print(f"\n{args.rows:,} rows, {args.files} files, batch {args.batch}, {args.workers} reader workers, {FEATURES}")
+    print(f"\n{args.rows:,} rows, {args.files} files, batch {args.batch}, {args.workers} reader threads, {FEATURES}")
     print(f"{'path':<66} {'rows/s':>12} {'ratio':>6}")
     for name, rate, ratio in results:
         print(f"{name:<66} {rate:>12,.0f} {ratio:>6}")

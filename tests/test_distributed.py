@@ -1,6 +1,7 @@
 """Barrier-mode training: real Spark barrier tasks, real TensorFlow workers, a real standalone cluster."""
 
 import csv
+import json
 import logging
 import os
 import re
@@ -54,6 +55,7 @@ class WorkerLines(logging.Handler):
         logging.getLogger("dlspark.train.worker").removeHandler(self)
 
 
+@pytest.mark.every_line
 @pytest.mark.parametrize("reader", READERS)
 def test_every_worker_gets_the_same_steps_and_the_shard_rows_its_reader_streams(trained, reader):
     cfg, _ = trained
@@ -85,6 +87,7 @@ def test_settings_barrier_mode_cannot_run_with_are_named():
         spark_seconds("ten minutes")
 
 
+@pytest.mark.every_line
 def test_too_few_task_slots_fail_before_any_task_starts(spark, barrier_root):
     from dlspark.pipeline import run_stage
 
@@ -95,6 +98,7 @@ def test_too_few_task_slots_fail_before_any_task_starts(spark, barrier_root):
     assert time.monotonic() - started < limit(10) and not (barrier_root / "model").exists()
 
 
+@pytest.mark.every_line
 def test_two_workers_train_in_step_and_match_the_driver_trainer(spark, trained, barrier_root):
     """One of the two workers was started ahead (it imported TensorFlow before the job), the other starts cold."""
     from dlspark.pipeline import run_stages
@@ -132,6 +136,7 @@ def test_two_workers_train_in_step_and_match_the_driver_trainer(spark, trained, 
     assert report.details["launch_seconds"]["first_step"] > report.details["launch_seconds"]["started"] > 0
 
 
+@pytest.mark.every_line
 @pytest.mark.integration
 def test_a_worker_killed_mid_epoch_is_resubmitted_and_the_run_ends_with_every_epoch(spark, barrier_root, caplog):
     from dlspark.pipeline import run_stage
@@ -241,3 +246,23 @@ def test_a_failed_barrier_job_is_reported_by_the_first_failed_workers_own_words(
         failure_reason(RuntimeError(lost), []) == "org.apache.spark.SparkException: Executor lost (heartbeat timed out)"
     )
     assert isinstance(ClusterError("x"), DlsparkError)
+
+
+@pytest.mark.integration
+@pytest.mark.every_line
+def test_the_demo_trains_in_barrier_mode_on_a_local_cluster_of_two_executors(tmp_path):
+    """`dlspark demo` as a user runs it, on Spark's local-cluster master (two executor JVMs of one core each, as a
+    standalone cluster has them): every stage, then one barrier TensorFlow worker per executor."""
+    settings = [f"data.root={tmp_path}", "spark.master=local-cluster[2,1,1536]", "train.mode=barrier"]
+    settings += ["train.epochs=3", "shards.rows_per_row_group=512", "shards.test_days=1", "shards.val_days=1"]
+    command = [BIN / "dlspark", "demo", "--orders", "3000", "--days", "5", *[f"--set={s}" for s in settings]]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=limit(900), cwd=tmp_path)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    truth = re.search(r"bad records: (\d+) planted, (\d+) quarantined with the right reason", result.stdout)
+    assert truth and truth.group(1) == truth.group(2), result.stdout
+    train = json.loads((tmp_path / "model" / "_report.json").read_text())["details"]
+    assert (train["mode"], train["workers"]) == ("barrier", 2)
+    workers = train["workers_results"]
+    assert [w["rank"] for w in workers] == [0, 1] and workers[0]["digest"] == workers[1]["digest"]
+    evaluation = json.loads((tmp_path / "model" / "evaluation" / "_report.json").read_text())["details"]["evaluation"]
+    assert evaluation["metrics"]["model"]["hit@10"] > evaluation["metrics"]["popularity"]["hit@1"]

@@ -75,6 +75,7 @@ def test_settings_that_spark_has_as_defaults_are_not_set_again_but_hold_on_every
     assert "spark.sql.ansi.enabled" not in dict(set_here)  # left as the cluster sets it
 
 
+@pytest.mark.every_line
 @pytest.mark.integration
 def test_a_master_started_by_the_scripts_opens_no_rest_submission_port(tmp_path):
     """Spark 4.1 turned the master's unauthenticated REST submission server on by default: the scripts keep it off."""

@@ -34,6 +34,7 @@ def streamed_rows(manifest, split, **reading):
     )
 
 
+@pytest.mark.every_line
 @pytest.mark.parametrize("reader", READERS)
 def test_a_reader_streams_every_row_of_a_split_once_per_epoch(trained, reader):
     cfg, _ = trained
@@ -50,6 +51,7 @@ def test_a_reader_streams_every_row_of_a_split_once_per_epoch(trained, reader):
     assert [y for _, y in seen][0].tolist() != read_split(manifest, "train")[1][:100].tolist()  # shuffled
 
 
+@pytest.mark.every_line
 @pytest.mark.skipif(not petastorm_imports(), reason="Petastorm does not import with this line's pyarrow")
 @pytest.mark.parametrize("shard", [None, (0, 2), (1, 2), (1, 3)])
 def test_the_arrow_reader_streams_what_petastorm_streams_per_epoch_and_per_worker(trained, shard):
@@ -65,6 +67,7 @@ def test_the_arrow_reader_streams_what_petastorm_streams_per_epoch_and_per_worke
     assert len(arrow) == 3 * len(streamed_rows(manifest, "train", reader="arrow", epochs=1, shard=shard))
 
 
+@pytest.mark.every_line
 @pytest.mark.parametrize("reader", READERS)
 def test_shards_of_a_split_are_disjoint_and_cover_it(trained, reader):
     cfg, _ = trained
@@ -77,6 +80,7 @@ def test_shards_of_a_split_are_disjoint_and_cover_it(trained, reader):
     assert len(parts[0]) + len(parts[1]) == manifest.rows("train")
 
 
+@pytest.mark.every_line
 @pytest.mark.parametrize("reader", READERS)
 def test_the_reader_is_stopped_when_the_block_fails(trained, reader):
     cfg, _ = trained
