@@ -256,7 +256,7 @@ def test_the_demo_trains_in_barrier_mode_on_a_local_cluster_of_two_executors(tmp
     settings = [f"data.root={tmp_path}", "spark.master=local-cluster[2,1,1536]", "train.mode=barrier"]
     settings += ["train.epochs=3", "shards.rows_per_row_group=512", "shards.test_days=1", "shards.val_days=1"]
     command = [BIN / "dlspark", "demo", "--orders", "3000", "--days", "5", *[f"--set={s}" for s in settings]]
-    result = subprocess.run(command, capture_output=True, text=True, timeout=limit(900), cwd=tmp_path)
+    result = subprocess.run(command, capture_output=True, text=True, timeout=limit(900), cwd=REPO)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     truth = re.search(r"bad records: (\d+) planted, (\d+) quarantined with the right reason", result.stdout)
     assert truth and truth.group(1) == truth.group(2), result.stdout

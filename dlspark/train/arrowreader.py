@@ -9,10 +9,11 @@ Petastorm); `threads` reader threads read row groups ahead; every batch is one w
 
 from __future__ import annotations
 
+import queue
 import threading
 from collections import deque
 from collections.abc import Iterator
-from concurrent.futures import CancelledError, Future, ThreadPoolExecutor
+from concurrent.futures import CancelledError, Future
 from contextlib import contextmanager
 from typing import Any
 
@@ -40,7 +41,11 @@ def read_group(group: ds.ParquetFileFragment, columns: list[str]) -> dict[str, n
 
 
 class RowGroupReader:
-    """Row groups read ahead by a pool of threads, epoch after epoch; `close()` stops it."""
+    """Row groups read ahead by a pool of threads, epoch after epoch; `close()` stops it.
+
+    The threads start here, in the caller's thread: tf.data runs the iterator in threads of its own, where starting
+    a Python thread would leave a record of that foreign thread behind in `threading`.
+    """
 
     def __init__(
         self,
@@ -54,9 +59,22 @@ class RowGroupReader:
     ) -> None:
         self.groups, self.columns, self.epochs, self.shuffle = groups, columns, epochs, shuffle
         self.random = np.random.default_rng(seed)
-        self.threads = max(1, threads)
-        self.pool = ThreadPoolExecutor(self.threads, thread_name_prefix="dlspark-reader")
         self.stopped = threading.Event()
+        self.tasks: queue.Queue[tuple[Future, ds.ParquetFileFragment] | None] = queue.Queue()
+        self.threads = [
+            threading.Thread(target=self.work, name=f"dlspark-reader-{i}", daemon=True) for i in range(max(1, threads))
+        ]
+        for thread in self.threads:
+            thread.start()
+
+    def work(self) -> None:
+        while (task := self.tasks.get()) is not None:
+            future, group = task
+            if future.set_running_or_notify_cancel():
+                try:
+                    future.set_result(read_group(group, self.columns))
+                except BaseException as err:  # noqa: BLE001  (handed to the reader's consumer)
+                    future.set_exception(err)
 
     def order(self) -> Iterator[ds.ParquetFileFragment]:
         """The row groups to read, epoch after epoch (none at all when there are none, even for endless epochs)."""
@@ -70,8 +88,9 @@ class RowGroupReader:
         pending: deque[Future] = deque()
         try:
             for group in self.order():
-                pending.append(self.pool.submit(read_group, group, self.columns))
-                if len(pending) > self.threads:
+                pending.append(Future())
+                self.tasks.put((pending[-1], group))
+                if len(pending) > len(self.threads):
                     yield pending.popleft().result()
             while pending and not self.stopped.is_set():
                 yield pending.popleft().result()
@@ -79,8 +98,19 @@ class RowGroupReader:
             return
 
     def close(self) -> None:
+        """Stop reading: reads not yet begun are cancelled, and the threads are joined."""
         self.stopped.set()
-        self.pool.shutdown(wait=True, cancel_futures=True)
+        while True:
+            try:
+                task = self.tasks.get_nowait()
+            except queue.Empty:
+                break
+            if task is not None:
+                task[0].cancel()
+        for _ in self.threads:
+            self.tasks.put(None)
+        for thread in self.threads:
+            thread.join()
 
 
 @contextmanager
