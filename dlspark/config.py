@@ -11,7 +11,7 @@ import json
 import typing
 from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -195,6 +195,10 @@ class MineConfig(_Section):
     recommendations: int = Field(10, ge=1, description="How many products a recommender returns per basket.")
 
 
+ROW_GROUP_ROWS = (1024, 65_536)  # the bounds of `shards.rows_per_row_group: auto` (docs/training.md)
+ROW_GROUPS_PER_READER = 4  # what `auto` aims for: each reader shuffles across at least this many row groups
+
+
 class ShardsConfig(_Section):
     """Training examples (basket completion) split by time and written as Parquet shards for Petastorm."""
 
@@ -208,8 +212,10 @@ class ShardsConfig(_Section):
     max_customers: int | None = Field(
         None, ge=1, description="Vocabulary cap: the N customers with most training orders; the rest are 'unknown'."
     )
-    rows_per_row_group: int = Field(
-        65_536, ge=1, description="Rows per Parquet row group; Petastorm reads (and shuffles) whole row groups."
+    rows_per_row_group: Annotated[int, Field(ge=1)] | Literal["auto"] = Field(
+        "auto",
+        description="Rows per Parquet row group (the readers read, shuffle and shard whole row groups); auto: sized "
+        "from the training rows and the trainer's readers (train.workers in barrier mode), within 1,024..65,536.",
     )
     end_date: dt.date | None = Field(None, description="Last day used; empty means the last day in events/.")
     rows_per_file: int = Field(1_048_576, ge=1, description="Rows per shard file (at least one file per split).")
@@ -460,6 +466,30 @@ def config_hash(cfg: PipelineConfig) -> str:
     return short_hash(cfg.model_dump_json())
 
 
-def settings_hash(cfg: PipelineConfig, sections: Iterable[str]) -> str:
-    """A short fingerprint of some sections of the configuration (those a stage's result depends on)."""
-    return short_hash(json.dumps(cfg.model_dump(mode="json", include=set(sections)), sort_keys=True))
+# What the shards depend on: the row groups are sized for the trainer's readers when rows_per_row_group is auto.
+SHARDS_SETTINGS = ("shards", "mining", "train.mode", "train.workers")
+
+
+def row_group_rows(train_rows: int, cfg: PipelineConfig) -> int:
+    """Rows per row group of the shards: the setting, or for `auto` enough row groups for every reader of the
+    training split (train.workers in barrier mode, else one) to shuffle across ROW_GROUPS_PER_READER of them, within
+    ROW_GROUP_ROWS, and never fewer row groups than readers (Petastorm gives each barrier worker whole row groups)."""
+    if cfg.shards.rows_per_row_group != "auto":
+        return cfg.shards.rows_per_row_group
+    readers = cfg.train.workers if cfg.train.mode == "barrier" else 1
+    low, high = ROW_GROUP_ROWS
+    aimed = -(-train_rows // (readers * ROW_GROUPS_PER_READER))
+    return max(1, min(max(aimed, low), high, -(-train_rows // readers)))
+
+
+def settings_hash(cfg: PipelineConfig, settings: Iterable[str]) -> str:
+    """A short fingerprint of some of the configuration (what a stage's result depends on): whole sections
+    ("mining") and single keys ("train.workers")."""
+    sections = [s for s in settings if "." not in s]
+    chosen: dict[str, Any] = cfg.model_dump(mode="json", include=set(sections))
+    for key in sorted(s for s in settings if "." in s):
+        value: Any = cfg.model_dump(mode="json")
+        for word in key.split("."):
+            value = value[word]
+        chosen[key] = value
+    return short_hash(json.dumps(chosen, sort_keys=True))

@@ -79,7 +79,8 @@ class Stage:
 
     reads:    datasets written by earlier stages (checked before Spark starts and fingerprinted in the manifest)
     writes:   its outputs, relative to data.root, published together; the first holds its report
-    settings: the configuration sections its result depends on (a change elsewhere does not make it stale)
+    settings: the configuration sections ("mining") and keys ("train.workers") its result depends on (a change
+              elsewhere does not make it stale)
     by_day:   those of its outputs partitioned by date=YYYY-MM-DD: a daily run (--date) replaces one partition
     needs_spark: whether a run of it needs a SparkSession, for a given configuration
     check:    optional checks of its own inputs, run before Spark starts (they name the key to fix)

@@ -1,9 +1,10 @@
 import pytest
 
 from conftest import REPO, make_config
-from dlspark.config import load_config
+from dlspark.config import load_config, row_group_rows, settings_hash
 from dlspark.errors import ConfigError
 from dlspark.layout import Layout
+from dlspark.stages import STAGES
 from dlspark.stages.ingest import check_inputs
 
 CONF = REPO / "conf"
@@ -105,3 +106,30 @@ def test_layout_makes_local_roots_absolute_and_keeps_uris(tmp_path, monkeypatch)
     monkeypatch.chdir(tmp_path)
     assert Layout.at("data").events == f"{tmp_path}/data/events"
     assert Layout.at("hdfs:///x/").quarantine("clean") == "hdfs:///x/quarantine/stage=clean"
+
+
+@pytest.mark.parametrize(
+    "rows, mode, workers, expected",
+    [
+        (14_087, "driver", 2, 3_522),  # one reader (driver mode): four row groups
+        (14_087, "barrier", 2, 1_761),  # two barrier workers: four row groups each
+        (3_000, "barrier", 2, 1_024),  # the floor: three row groups, still one per worker at least
+        (1_500, "barrier", 4, 375),  # under the floor rather than fewer row groups than workers
+        (10_000_000, "barrier", 8, 65_536),  # the ceiling
+    ],
+)
+def test_auto_row_groups_give_every_reader_of_the_training_split_row_groups_to_shuffle(rows, mode, workers, expected):
+    cfg = make_config("/tmp/dlspark-unused", f"train.mode={mode}", f"train.workers={workers}")
+    assert cfg.shards.rows_per_row_group == "auto"  # the default
+    assert row_group_rows(rows, cfg) == expected
+    assert -(-rows // expected) >= (workers if mode == "barrier" else 1)
+    assert row_group_rows(rows, make_config("/tmp/dlspark-unused", "shards.rows_per_row_group=64")) == 64
+
+
+def test_the_shards_are_stale_when_the_trainers_readers_change_and_not_for_other_training_settings():
+    settings = STAGES["shards"].settings
+    base = settings_hash(make_config("/tmp/dlspark-unused"), settings)
+    assert settings_hash(make_config("/tmp/dlspark-unused", "train.workers=3"), settings) != base
+    assert settings_hash(make_config("/tmp/dlspark-unused", "train.mode=barrier"), settings) != base
+    assert settings_hash(make_config("/tmp/dlspark-unused", "train.epochs=3"), settings) == base
+    assert settings_hash(make_config("/tmp/dlspark-unused", "mining.min_support=0.5"), settings) != base

@@ -252,9 +252,10 @@ def test_a_failed_barrier_job_is_reported_by_the_first_failed_workers_own_words(
 @pytest.mark.every_line
 def test_the_demo_trains_in_barrier_mode_on_a_local_cluster_of_two_executors(tmp_path):
     """`dlspark demo` as a user runs it, on Spark's local-cluster master (two executor JVMs of one core each, as a
-    standalone cluster has them): every stage, then one barrier TensorFlow worker per executor."""
+    standalone cluster has them): every stage, then one barrier TensorFlow worker per executor, reading shards whose
+    row groups were sized for two workers (shards.rows_per_row_group: auto)."""
     settings = [f"data.root={tmp_path}", "spark.master=local-cluster[2,1,1536]", "train.mode=barrier"]
-    settings += ["train.epochs=3", "shards.rows_per_row_group=512", "shards.test_days=1", "shards.val_days=1"]
+    settings += ["train.epochs=3"]  # and no shards setting: their row groups are sized for the two workers
     command = [BIN / "dlspark", "demo", "--orders", "3000", "--days", "5", *[f"--set={s}" for s in settings]]
     result = subprocess.run(command, capture_output=True, text=True, timeout=limit(900), cwd=REPO)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
@@ -262,6 +263,8 @@ def test_the_demo_trains_in_barrier_mode_on_a_local_cluster_of_two_executors(tmp
     assert truth and truth.group(1) == truth.group(2), result.stdout
     train = json.loads((tmp_path / "model" / "_report.json").read_text())["details"]
     assert (train["mode"], train["workers"]) == ("barrier", 2)
+    manifest = json.loads((tmp_path / "shards" / "manifest.json").read_text())
+    assert sum(len(f["row_groups"]) for f in manifest["splits"]["train"]["files"]) >= 2  # at least one per worker
     workers = train["workers_results"]
     assert [w["rank"] for w in workers] == [0, 1] and workers[0]["digest"] == workers[1]["digest"]
     evaluation = json.loads((tmp_path / "model" / "evaluation" / "_report.json").read_text())["details"]["evaluation"]

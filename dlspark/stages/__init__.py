@@ -8,6 +8,7 @@ in a library below them (dlspark.cleaning, dlspark.mining, dlspark.datasets, dls
 
 from __future__ import annotations
 
+from dlspark.config import SHARDS_SETTINGS
 from dlspark.stage import Registry, Stage, lazy, never
 
 STAGES = Registry(
@@ -54,7 +55,7 @@ STAGES = Registry(
             help="events/ -> shards/{train,val,test}/ (Parquet training examples for Petastorm) + manifest",
             reads=("events",),
             writes=("shards",),
-            settings=("shards", "mining"),
+            settings=SHARDS_SETTINGS,
         ),
         Stage(
             "train",

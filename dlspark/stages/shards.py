@@ -25,7 +25,7 @@ from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from dlspark import fs
-from dlspark.config import PipelineConfig, settings_hash
+from dlspark.config import SHARDS_SETTINGS, PipelineConfig, row_group_rows, settings_hash
 from dlspark.datasets import DATASETS, published_events, read_parquet
 from dlspark.digest import short_hash
 from dlspark.errors import AccountingError, InputError
@@ -266,7 +266,7 @@ def run(ctx: StageContext) -> StageReport:
         "format": 1,
         "created_at": report.started_at,
         "code_version": report.code_version,
-        "config_hash": settings_hash(cfg, ["shards", "mining"]),
+        "config_hash": settings_hash(cfg, SHARDS_SETTINGS),
         "inputs": {"events": fingerprint(ctx.layout.events)},
         "columns": {
             "items": columns("item", sc.max_items),
@@ -274,7 +274,7 @@ def run(ctx: StageContext) -> StageReport:
             "scalars": ["customer", "size"],
             "label": "label",
         },
-        "rows_per_row_group": sc.rows_per_row_group,
+        "rows_per_row_group": splits["train"]["rows_per_row_group"],
         "splits": splits,
         "products": {"ids": ["<pad>", "<unknown>", *products], "names": ["", "", *names]},
         "customers": {"ids": ["<anonymous>", "<unknown>", *customers]},
@@ -347,6 +347,7 @@ def write_splits(
         .collect()
     }
     splits: dict[str, Any] = {}
+    group_rows = row_group_rows(summary["train"].rows if "train" in summary else 0, cfg)
     for split in SPLITS:
         first, last = bounds[split]
         if split not in summary:
@@ -358,7 +359,7 @@ def write_splits(
             f"{out}/{split}",
             rows,
             sc.rows_per_file,
-            sc.rows_per_row_group,
+            group_rows,
             sc.seed,
         )
         written = sum(f["rows"] for f in files)
@@ -370,6 +371,7 @@ def write_splits(
             "rows": rows,
             "truncated_inputs": summary[split].truncated,
             "unknown_labels": summary[split].unknown_labels,
+            "rows_per_row_group": group_rows,
             "files": files,
         }
     return splits

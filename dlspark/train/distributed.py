@@ -55,8 +55,9 @@ def plan_steps(manifest: Manifest, batch_size: int, workers: int) -> dict[str, A
     groups = [rows for f in files for rows in f["row_groups"]]
     if len(groups) < workers:
         raise ClusterError(
-            f"shards/train has {len(groups)} row group(s), fewer than train.workers={workers}: Petastorm gives each "
-            "worker whole row groups. Lower shards.rows_per_row_group and rerun `dlspark shards`, or use fewer workers."
+            f"shards/train has {len(groups)} row group(s), fewer than train.workers={workers}: each worker reads whole "
+            "row groups. Rerun `dlspark shards` (with shards.rows_per_row_group: auto, the default, it sizes them for "
+            "train.workers; `dlspark pipeline` does so by itself when train.workers changed), or use fewer workers."
         )
     per_worker = max(1, batch_size // workers)
     if per_worker * workers != batch_size:
