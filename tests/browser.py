@@ -7,9 +7,12 @@ and returns each image's source with whether it loaded (complete, with a width: 
 from __future__ import annotations
 
 import base64
+import contextlib
 import itertools
 import json
+import os
 import shutil
+import signal
 import subprocess
 import tempfile
 import time
@@ -41,11 +44,14 @@ def chromium() -> str | None:
 
 def look(url: str, screenshot: Path) -> list[tuple[str, bool]]:
     port = free_port()
-    with tempfile.TemporaryDirectory() as profile:
+    # Chromium's helper processes (renderer, crash handler) can still write to the profile after the browser
+    # process is gone: they are ended with it (one process group), and what they leave does not fail the test.
+    with tempfile.TemporaryDirectory(ignore_cleanup_errors=True) as profile:
         browser = subprocess.Popen(
             [chromium(), *FLAGS, f"--remote-debugging-port={port}", f"--user-data-dir={profile}", "about:blank"],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
+            start_new_session=True,
         )
         try:
             socket = websocket.create_connection(_page_socket(port, browser), timeout=limit(60), suppress_origin=True)
@@ -66,7 +72,8 @@ def look(url: str, screenshot: Path) -> list[tuple[str, bool]]:
             screenshot.write_bytes(base64.b64decode(shot["data"]))
             return [tuple(image) for image in json.loads(page.evaluate(IMAGES))]
         finally:
-            browser.terminate()
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(browser.pid, signal.SIGTERM)
             browser.wait(timeout=limit(30))
 
 
