@@ -111,7 +111,8 @@ def spark_session(cfg: SparkConfig) -> Iterator[SparkSession]:
     try:
         yield spark
     finally:
-        # Spark 4.0 made the barrier timer a daemon thread (SPARK-46895): the workaround is for 3.x only
+        # Spark 4.0 made the barrier timer a daemon thread (SPARK-46895): the workaround is for 3.x only. The JVM
+        # gateway is private, but no public API reaches that timer (see _cancel_barrier_timer).
         jvm = spark.sparkContext._jvm if spark_major(spark.version) < 4 and under_spark_submit() else None
         spark.stop()
         if jvm is not None:

@@ -250,7 +250,7 @@ def _free_slots(sc: Any) -> int:
     default parallelism (the cores of the registered executors in local and standalone mode) stands in.
     """
     try:
-        jsc = sc._jsc.sc()
+        jsc = sc._jsc.sc()  # private (py4j): no public PySpark call gives the slots; see the docstring
         total = int(jsc.maxNumConcurrentTasks(jsc.resourceProfileManager().defaultResourceProfile()))
     except Exception as err:  # noqa: BLE001  (py4j errors of a Spark without this method)
         log.debug("maxNumConcurrentTasks unavailable (%s); using the default parallelism", err)
