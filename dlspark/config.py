@@ -485,10 +485,10 @@ def row_group_rows(train_rows: int, cfg: PipelineConfig) -> int:
 def settings_hash(cfg: PipelineConfig, settings: Iterable[str]) -> str:
     """A short fingerprint of some of the configuration (what a stage's result depends on): whole sections
     ("mining") and single keys ("train.workers")."""
-    sections = [s for s in settings if "." not in s]
-    chosen: dict[str, Any] = cfg.model_dump(mode="json", include=set(sections))
-    for key in sorted(s for s in settings if "." in s):
-        value: Any = cfg.model_dump(mode="json")
+    whole = cfg.model_dump(mode="json")
+    chosen: dict[str, Any] = {s: whole[s] for s in settings if "." not in s}
+    for key in (s for s in settings if "." in s):
+        value = whole
         for word in key.split("."):
             value = value[word]
         chosen[key] = value
