@@ -70,29 +70,46 @@ def resolve_reader(choice: str) -> str:
 
 @contextmanager
 def _row_groups(
-    reader: str, manifest: Manifest, split: str, *, pool: str, workers: int, **reading: Any
+    reader: str,
+    manifest: Manifest,
+    split: str,
+    *,
+    epochs: int | None,
+    shuffle: bool,
+    seed: int,
+    shard: tuple[int, int] | None,
+    pool: str,
+    workers: int,
 ) -> Iterator[Any]:
     """A tf.data.Dataset of a split's whole row groups (a dict of 1-D tensors per column) from the reader named."""
     if reader == "arrow":
         from dlspark.train.arrowreader import arrow_batches
 
-        with arrow_batches(f"{manifest.root}/{split}", manifest.fields(), threads=workers, **reading) as batches:
+        with arrow_batches(
+            f"{manifest.root}/{split}",
+            manifest.fields(),
+            epochs=epochs,
+            shuffle=shuffle,
+            seed=seed,
+            threads=workers,
+            shard=shard,
+        ) as batches:
             yield batches
         return
     from petastorm import make_batch_reader
     from petastorm.tf_utils import make_petastorm_dataset
 
-    shard = reading.pop("shard")
+    cur_shard, shard_count = shard if shard else (None, None)
     with make_batch_reader(
         manifest.url(split),
         schema_fields=manifest.fields(),
-        num_epochs=reading.pop("epochs"),
-        shuffle_row_groups=reading.pop("shuffle"),
+        num_epochs=epochs,
+        shuffle_row_groups=shuffle,
+        seed=seed,
         reader_pool_type=pool,
         workers_count=workers,
-        cur_shard=shard[0] if shard else None,
-        shard_count=shard[1] if shard else None,
-        **reading,
+        cur_shard=cur_shard,
+        shard_count=shard_count,
     ) as stream:
         yield make_petastorm_dataset(stream).map(lambda batch: batch._asdict())
 
